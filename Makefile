@@ -1,0 +1,47 @@
+# ClusterResync — make verbs in kubebuilder's spirit. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PY_SOURCES := operator tests bench
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+.PHONY: venv
+venv: $(STAMP) ## Create .venv and install the project with its dev extra.
+
+.PHONY: lint
+lint: venv ## Lint and check formatting (ruff).
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+
+.PHONY: fmt
+fmt: venv ## Format and autofix (ruff).
+	$(BIN)/ruff format $(PY_SOURCES)
+	$(BIN)/ruff check --fix $(PY_SOURCES)
+
+.PHONY: typecheck
+typecheck: venv ## mypy --strict on the operator package.
+	$(BIN)/mypy
+
+.PHONY: pytest
+pytest: venv ## Run the test suite only.
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test
+test: lint typecheck pytest ## Lint, type check and run every test (what CI runs).
+
+.PHONY: kubesim
+kubesim: venv ## Serve a kubesim cluster in the foreground (kubeconfig in ./kubesim.kubeconfig).
+	$(BIN)/kubesim serve --kubeconfig kubesim.kubeconfig

@@ -1,0 +1,252 @@
+"""A whole kubesim cluster: the API server, its HTTP front, the bootstrap objects and the controllers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from . import auth, tls
+from .apiserver import APIServer, WriteOptions
+from .controllers.base import Controller
+from .controllers.gc import GarbageCollector
+from .controllers.namespace import NamespaceController
+from .errors import StatusError, bad_request
+from .faults import Faults
+from .meta import time_plus
+from .openapi import OpenAPI
+from .resources import ResourceType
+from .server import HTTPFront
+from .store import Store
+
+ADMIN_USER = "kubesim-admin"
+
+
+@dataclass
+class ClusterConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    data_dir: Path | None = None
+    # How long watches wait between bookmarks when a client asks for them.
+    bookmark_interval: float = 5.0
+    # Number of changes the watch history keeps before older versions answer 410 Gone.
+    watch_history: int = 100_000
+    # Log every request (method, path, status) to the "kubesim.access" logger.
+    access_log: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Cluster:
+    def __init__(self, config: ClusterConfig | None = None) -> None:
+        self.config = config or ClusterConfig()
+        self.api = APIServer(Store(self.config.watch_history))
+        self.tokens = auth.TokenAuthority(secrets.token_bytes(32))
+        self.authorizer = auth.RBACAuthorizer(self._rbac_lister)
+        self.faults = Faults()
+        self.front = HTTPFront(self.api, self.tokens, self.authorizer, self.faults)
+        self.front.admin_actions.update(self.admin_actions())
+        self.front.openapi = OpenAPI(self.api)
+        self.front.bookmark_interval = self.config.bookmark_interval
+        self.front.extra_handlers["/serviceaccounts/token"] = self._token_request
+        self.controllers: list[Controller] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.certs = tls.generate((self.config.host, "localhost"))
+
+    # -- bootstrap ---------------------------------------------------------------------------
+    def _rbac_lister(self, plural: str) -> list[dict[str, Any]]:
+        return list(self.api.store.iter(f"rbac.authorization.k8s.io/{plural}"))
+
+    def bootstrap(self) -> None:
+        ns_rt = self.api.resource("", "v1", "namespaces")
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.api.create(ns_rt, "", {"metadata": {"name": name}})
+        for obj in auth.bootstrap_policy():
+            rt = self.api.kind_type(obj["apiVersion"], obj["kind"])
+            assert rt is not None
+            self.api.create(rt, obj["metadata"].get("namespace", ""), obj)
+        from . import snapshot_crds
+
+        crd_rt = self.api.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        for crd in snapshot_crds.crds():
+            self.api.create(crd_rt, "", crd)
+
+    def make_controllers(self) -> list[Controller]:
+        return [GarbageCollector(self), NamespaceController(self)]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.bootstrap()
+        self.controllers = self.make_controllers()
+        for c in self.controllers:
+            c.start()
+        access_log = logging.getLogger("kubesim.access") if self.config.access_log else None
+        self._runner = web.AppRunner(
+            self.front.app(), handle_signals=False, access_log=access_log, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.host, self.config.port))
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock, ssl_context=self.certs.server_context())
+        await site.start()
+
+    async def stop(self) -> None:
+        self.api.store.close_all_watches()
+        for c in self.controllers:
+            await c.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def server_url(self) -> str:
+        return f"https://{self.config.host}:{self.port}"
+
+    def controller(self, name: str) -> Controller:
+        for c in self.controllers:
+            if c.name == name:
+                return c
+        raise KeyError(
+            f"no controller named {name!r}; there are: {', '.join(c.name for c in self.controllers)}"
+        )
+
+    # -- kubeconfigs -------------------------------------------------------------------------
+    def kubeconfig(self, user: str, token: str, namespace: str = "default") -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "kubesim",
+                    "cluster": {
+                        "server": self.server_url,
+                        "certificate-authority-data": base64.b64encode(self.certs.ca_pem).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": f"{user}@kubesim",
+                    "context": {"cluster": "kubesim", "user": user, "namespace": namespace},
+                }
+            ],
+            "current-context": f"{user}@kubesim",
+            "preferences": {},
+        }
+
+    def write_admin_kubeconfig(self, path: Path) -> None:
+        write_kubeconfig(path, self.kubeconfig(ADMIN_USER, self.tokens.admin_token()))
+
+    def service_account_token(self, namespace: str, name: str, expiration_seconds: int | None = None) -> str:
+        sa = self.api.store.peek("/serviceaccounts", namespace, name)
+        if sa is None:
+            raise StatusError(
+                404,
+                "NotFound",
+                f'serviceaccounts "{name}" not found',
+                {"name": name, "kind": "serviceaccounts"},
+            )
+        return self.tokens.issue_service_account_token(
+            namespace, name, sa["metadata"]["uid"], expiration_seconds
+        )
+
+    # -- subresource handlers ----------------------------------------------------------------
+    async def _token_request(
+        self, request: web.Request, rt: ResourceType, ns: str, name: str, user: auth.UserInfo
+    ) -> web.StreamResponse:
+        """serviceaccounts/token: a TokenRequest (pkg/registry/core/serviceaccount/storage/token.go)."""
+        if request.method != "POST":
+            raise StatusError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except ValueError as e:
+            raise bad_request(f"invalid TokenRequest: {e}") from None
+        spec = (body or {}).get("spec") or {}
+        exp = int(spec.get("expirationSeconds") or 3600)
+        if exp < 600:
+            raise StatusError(
+                422,
+                "Invalid",
+                f'TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: {exp}: may not specify a duration less than 10 minutes',
+            )
+        token = self.service_account_token(ns, name, exp)
+        out = {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
+            "spec": {
+                "audiences": spec.get("audiences") or ["https://kubernetes.default.svc"],
+                "expirationSeconds": exp,
+                "boundObjectRef": spec.get("boundObjectRef"),
+            },
+            "status": {"token": token, "expirationTimestamp": time_plus(exp)},
+        }
+        return web.json_response(out, status=201)
+
+    # -- admin actions (POST /kubesim/<action>, and `kubesim fault`) ------------------------
+    def admin_actions(self) -> dict[str, Any]:
+        def add_fault(a: dict[str, Any]) -> dict[str, Any]:
+            fid = self.faults.add(
+                a["kind"],
+                match=a.get("match"),
+                count=a.get("count"),
+                probability=float(a.get("probability", 1.0)),
+                code=int(a.get("code", 500)),
+                delay=float(a.get("delay", 0.0)),
+                message=a.get("message", ""),
+            )
+            return {"id": fid}
+
+        def pause(a: dict[str, Any]) -> dict[str, Any]:
+            self.controller(a["name"]).pause()
+            return {"paused": a["name"]}
+
+        def resume(a: dict[str, Any]) -> dict[str, Any]:
+            self.controller(a["name"]).resume()
+            return {"resumed": a["name"]}
+
+        return {
+            "faults": add_fault,
+            "faults/list": lambda a: {"faults": [f.to_dict() for f in self.faults.list()]},
+            "faults/delete": lambda a: {"deleted": self.faults.remove(a["id"])},
+            "faults/clear": lambda a: self.faults.clear() or {"cleared": True},
+            "compact": lambda a: self.api.store.compact() or {"compactedTo": self.api.store.rv},
+            "watches/drop": lambda a: {"dropped": self.drop_watches(a.get("resource"))},
+            "controllers/pause": pause,
+            "controllers/resume": resume,
+            "controllers/list": lambda a: {"controllers": [c.name for c in self.controllers]},
+        }
+
+    def drop_watches(self, resource: str | None = None) -> int:
+        """Close open watch connections (all, or those of one resource, e.g. "pods" or "widgets.example.com")."""
+        key = None
+        if resource:
+            plural, _, group = resource.partition(".")
+            key = f"{group}/{plural}"
+        return self.api.store.close_watches(key)
+
+
+def write_kubeconfig(path: Path, config: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+__all__ = ["ADMIN_USER", "Cluster", "ClusterConfig", "WriteOptions", "write_kubeconfig"]

