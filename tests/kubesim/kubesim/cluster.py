@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ from .errors import StatusError, bad_request
 from .faults import Faults
 from .meta import time_plus
 from .openapi import OpenAPI
+from .protobuf import CONTENT_TYPE as PROTOBUF
 from .resources import ResourceType
-from .server import HTTPFront
+from .server import HTTPFront, decode_protobuf_body
 from .store import Store
 
 ADMIN_USER = "kubesim-admin"
@@ -48,6 +50,10 @@ class ClusterConfig:
 class Cluster:
     def __init__(self, config: ClusterConfig | None = None) -> None:
         self.config = config or ClusterConfig()
+        if self.config.data_dir is None:
+            self.config.data_dir = Path(tempfile.mkdtemp(prefix="kubesim-data-"))
+        self.data_dir: Path = Path(self.config.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.api = APIServer(Store(self.config.watch_history))
         self.tokens = auth.TokenAuthority(secrets.token_bytes(32))
         self.authorizer = auth.RBACAuthorizer(self._rbac_lister)
@@ -171,10 +177,19 @@ class Cluster:
             raise StatusError(
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
             )
-        try:
-            body = json.loads(await request.read() or b"{}")
-        except ValueError as e:
-            raise bad_request(f"invalid TokenRequest: {e}") from None
+        raw = await request.read()
+        if raw and request.headers.get("Content-Type", "").split(";")[0].strip() == PROTOBUF:
+            # kubectl create token sends the TokenRequest as protobuf.
+            body = decode_protobuf_body(raw, "authentication.k8s.io/v1", "TokenRequest")
+            if body.get("kind") != "TokenRequest":
+                raise bad_request(
+                    f"the kind in the data ({body.get('kind')}) does not match the expected kind (TokenRequest)"
+                )
+        else:
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError as e:
+                raise bad_request(f"invalid TokenRequest: {e}") from None
         spec = (body or {}).get("spec") or {}
         exp = int(spec.get("expirationSeconds") or 3600)
         if exp < 600:

@@ -365,7 +365,7 @@ def builtin_types() -> list[ResourceType]:
             "SelfSubjectRulesReview",
             "selfsubjectrulesreviews",
             "selfsubjectrulesreview",
-            True,
+            False,  # +genclient:nonNamespaced (api/authorization/v1/types.go): kubectl posts it cluster-wide
             verbs=("create",),
             virtual=True,
         ),
