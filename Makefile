@@ -42,6 +42,18 @@ pytest: venv ## Run the test suite only.
 .PHONY: test
 test: lint typecheck pytest ## Lint, type check and run every test (what CI runs).
 
+.PHONY: manifests
+manifests: venv ## Generate the CRD (crds/) from the pydantic models.
+	$(BIN)/python -m clusterresync.crdgen crds
+
+.PHONY: run
+run: venv ## Run the operator locally against $$KUBECONFIG.
+	$(BIN)/clusterresync-operator --all-namespaces --standalone
+
+.PHONY: deploy
+deploy: venv ## Install the CRD, RBAC and the operator's Deployment into the current cluster.
+	$(BIN)/kubectl apply -k manifests/
+
 .PHONY: kubesim
 kubesim: venv ## Serve a kubesim cluster in the foreground (kubeconfig in ./kubesim.kubeconfig).
 	$(BIN)/kubesim serve --kubeconfig kubesim.kubeconfig

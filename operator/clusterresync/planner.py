@@ -775,7 +775,7 @@ def _resyncing(b: Builder) -> None:
     if any(r.phase in ACTIVE_REPLICA_PHASES for r in reps):
         b.again(1.0)
         return
-    if changed and any(r.phase == "Pending" for r in reps):
+    if changed and any(r.phase != "Completed" for r in reps):
         done = [r.name for r in reps if r.phase == "Completed"]
         b.fail(
             Reason.PRIMARY_CHANGED,
@@ -1178,6 +1178,8 @@ def _verify(b: Builder, r: ReplicaStatus) -> None:
     ns = obs.resync.namespace
     started = parse_ts(r.swap_started_at or b.now)
     elapsed = (obs.now - started).total_seconds()
+    # The swap's deletions are repeated until observed: a crash may have cut them short.
+    _swap(b, r)
     ok = True
     problems: list[str] = []
     for v in r.volumes:

@@ -650,6 +650,7 @@ def test_wrapper_types() -> None:
     assert el(v(1, 1) + s(3, "http"), "IntOrString", "i") == "http"
     assert el(b"", "Time", "t") is None
     assert el(ts(-62135596800), "Time", "t") is None  # Go's zero time
+    assert el(ts(-62135596800 + 86400), "Time", "t") == "0001-01-02T00:00:00Z"
     with pytest.raises(ProtobufError, match="quantities must match"):
         el(s(1, "1.5 Gi"), "Quantity", "q")
     with pytest.raises(ProtobufError, match="impossible IntOrString"):
@@ -922,9 +923,12 @@ kind: ClusterRole
 metadata: {name: pb-reconciled}
 rules: [{verbs: [get], apiGroups: [""], resources: [pods]}]
 """
-    sim.kubectl("auth", "reconcile", "-f", "-", input=doc)
+    sim.kubectl("auth", "reconcile", "-f", "-", input=doc)  # a protobuf create
     got = json.loads(sim.kubectl("get", "clusterrole", "pb-reconciled", "-o", "json").stdout)
     assert got["rules"] == [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]
+    sim.kubectl("auth", "reconcile", "-f", "-", input=doc.replace("[get]", "[list]"))  # a protobuf update
+    got = json.loads(sim.kubectl("get", "clusterrole", "pb-reconciled", "-o", "json").stdout)
+    assert [r["verbs"] for r in got["rules"]] == [["get"], ["list"]]
 
 
 def test_raw_protobuf_delete_options_are_honored(sim: KubeSim) -> None:

@@ -384,12 +384,14 @@ def _timestamp(data: bytes, path: str) -> tuple[int, int]:
     return seconds, nanos
 
 
-def _datetime(seconds: int, path: str) -> datetime:
+def _datetime(seconds: int, path: str) -> str:
+    """The UTC date and time of a Unix time, without zone, years padded to four digits as Go does."""
     try:
-        return _EPOCH + timedelta(seconds=seconds)
+        t = _EPOCH + timedelta(seconds=seconds)
     except OverflowError:
         # Go's Time.MarshalJSON fails for years outside [0,9999]; Python stops at year 1.
         raise ProtobufError(f"{path}: time is out of the range JSON can carry") from None
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
 def _time(data: bytes, path: str) -> str | None:
@@ -400,7 +402,7 @@ def _time(data: bytes, path: str) -> str | None:
     seconds, _ = _timestamp(data, path)
     if seconds == _GO_ZERO_UNIX:
         return None
-    return _datetime(seconds, path).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _datetime(seconds, path) + "Z"
 
 
 def _micro_time(data: bytes, path: str) -> str | None:
@@ -413,7 +415,7 @@ def _micro_time(data: bytes, path: str) -> str | None:
         raise ProtobufError(f"{path}: nanos {nanos} is out of range")
     if seconds == _GO_ZERO_UNIX and nanos == 0:
         return None
-    return _datetime(seconds, path).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 1000:06d}Z"
+    return _datetime(seconds, path) + f".{nanos // 1000:06d}Z"
 
 
 def _frac(v: int, prec: int) -> tuple[int, str]:
