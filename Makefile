@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PY_SOURCES := operator tests bench
+PY_SOURCES := operator tests bench hack
 
 .DEFAULT_GOAL := help
 
@@ -53,6 +53,10 @@ run: venv ## Run the operator locally against $$KUBECONFIG.
 .PHONY: deploy
 deploy: venv ## Install the CRD, RBAC and the operator's Deployment into the current cluster.
 	$(BIN)/kubectl apply -k manifests/
+
+.PHONY: demo
+demo: venv ## A ClusterResync end to end on kubesim; exits 0 only if the replicas equal the primary.
+	$(BIN)/python hack/demo.py
 
 .PHONY: kubesim
 kubesim: venv ## Serve a kubesim cluster in the foreground (kubeconfig in ./kubesim.kubeconfig).

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
+
 from kubesim.testing import KubeSim
 
 CRD = {
@@ -212,7 +213,11 @@ def test_selectors(k8s_client: client.ApiClient, ns: str) -> None:
     with pytest.raises(ApiException) as e:
         core.list_namespaced_config_map(ns, field_selector="data.k=v")
     assert e.value.status == 400
-    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    # No scheduler serves this schedulerName, so the pod stays Pending.
+    pod = {
+        "metadata": {"name": "p"},
+        "spec": {"schedulerName": "none", "containers": [{"name": "c", "image": "x"}]},
+    }
     core.create_namespaced_pod(ns, pod)
     assert [
         p.metadata.name for p in core.list_namespaced_pod(ns, field_selector="status.phase=Pending").items

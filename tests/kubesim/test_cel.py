@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from kubesim import cel
 from kubesim.cel import CelCompileError, compile_message_expression, compile_rule, evaluate_validations
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kubesim import cel, crdschema
 from kubesim.crdschema import apply_defaults, prune, validate, validate_crd
 

@@ -11,6 +11,7 @@ import pytest
 from kopf.testing import KopfRunner
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
 from kubesim.testing import KubeSim
 
 CRD = {

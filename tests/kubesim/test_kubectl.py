@@ -9,6 +9,7 @@ import time
 
 import pytest
 from kubernetes import client
+
 from kubesim.testing import KubeSim
 
 pytestmark = pytest.mark.kubectl

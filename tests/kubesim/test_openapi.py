@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
 from kubesim.testing import KubeSim
 
 pytestmark = pytest.mark.kubectl

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kubesim import k8sdefs
 from kubesim.errors import StatusError
 from kubesim.patch import (

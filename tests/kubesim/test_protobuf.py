@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kubesim import protobuf
 from kubesim.protobuf import ProtobufError, UnsupportedProtobuf, decode, go_duration
 from kubesim.testing import KubeSim

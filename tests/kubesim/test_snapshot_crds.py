@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kubesim import cel, snapshot_crds
 from kubesim.errors import Cause
 

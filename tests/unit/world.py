@@ -251,7 +251,7 @@ class World:
             if "status" not in s and src is not None:
                 self.snapshot_data[name] = self.data[src["spec"]["volumeName"]]
                 s["status"] = {"readyToUse": True, "restoreSize": "1Gi"}
-        for name, j in self.jobs.items():
+        for j in self.jobs.values():
             j.setdefault("status", {"conditions": [{"type": "Complete", "status": "True"}]})
         for name in [n for n, j in self.jobs.items() if j["metadata"].get("deletionTimestamp")]:
             del self.jobs[name]

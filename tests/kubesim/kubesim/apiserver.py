@@ -734,6 +734,8 @@ class APIServer:
         if policy in ("Orphan", "Foreground") and not self.has_dependents(meta["uid"]):
             finalizers = [f for f in finalizers if f not in ("orphan", "foregroundDeletion")]
         grace = strategies.grace_period(rt, old, options.get("gracePeriodSeconds"))
+        # handlers/delete.go: 202 only when the object stays and orphanDependents=false was asked for.
+        pending = 202 if options.get("orphanDependents") is False else 200
         external_old = self.to_external(rt, old)
         if finalizers or grace > 0:
             obj = deep_copy(old)
@@ -755,12 +757,12 @@ class APIServer:
             if grace == 0 and not finalizers:
                 return self._delete_now(rt, ns, name, obj, dry_run)
             if dry_run:
-                return Result(self.to_external(rt, obj), 202)
+                return Result(self.to_external(rt, obj), pending)
             if _same(obj, old):
-                return Result(external_old, 202)
+                return Result(external_old, pending)
             stored = self.store.put(rt.storage_key, obj)
             strategies.after_write(self, rt, stored, external_old)
-            return Result(self.to_external(rt, stored), 202)
+            return Result(self.to_external(rt, stored), pending)
         return self._delete_now(rt, ns, name, old, dry_run)
 
     def _delete_namespace(self, rt: ResourceType, old: JSON, dry_run: bool) -> Result:

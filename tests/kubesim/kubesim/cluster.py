@@ -19,10 +19,20 @@ from aiohttp import web
 from . import auth, tls
 from .apiserver import APIServer, WriteOptions
 from .controllers.base import Controller
+from .controllers.deployment import DeploymentController, ReplicaSetController
 from .controllers.gc import GarbageCollector
+from .controllers.job import JobController, TTLAfterFinishedController
 from .controllers.namespace import NamespaceController
+from .controllers.nodes import NodeController
+from .controllers.scheduler import Scheduler
+from .controllers.snapshots import make_snapshot_controllers
+from .controllers.statefulset import StatefulSetController
+from .controllers.volumes import make_volume_controllers
+from .csi import CSIBackend
+from .csi import bootstrap_objects as csi_bootstrap_objects
 from .errors import StatusError, bad_request
 from .faults import Faults
+from .kubelet import Kubelet
 from .meta import time_plus
 from .openapi import OpenAPI
 from .protobuf import CONTENT_TYPE as PROTOBUF
@@ -44,6 +54,29 @@ class ClusterConfig:
     watch_history: int = 100_000
     # Log every request (method, path, status) to the "kubesim.access" logger.
     access_log: bool = False
+    # Volumes (csi.py, controllers/volumes.py, controllers/snapshots.py). Bytes/s of data copies (None: disk speed).
+    copy_throughput_bytes_per_s: float | None = None
+    snapshot_ready_delay: float = 0.2  # seconds from a snapshot's cut to readyToUse
+    volume_retry_start: float = 0.1  # provisioner/snapshotter retry backoff (upstream 1 s .. 5 min)
+    volume_retry_max: float = 5.0
+    pv_resync_period: float = 15.0  # --pvclaimbinder-sync-period
+    snapshot_resync_period: float = 900.0  # snapshot-controller --resync-period
+    # Nodes, scheduler, kubelet (controllers/nodes.py, controllers/scheduler.py, kubelet.py, runtime.py).
+    nodes: int = 3  # kubesim-node-1..N
+    node_lease_renew_interval: float = 10.0  # nodelease: leaseDuration (40 s) / 4
+    scheduler_backoff: float = 0.1  # initial per-pod backoff, doubling to 10x (upstream 1 s .. 10 s)
+    volume_bind_timeout: float = 600.0  # VolumeBinding bindTimeoutSeconds
+    pod_ready_delay: float = 0.2  # a running container without readiness probe is ready after this
+    pod_stop_delay: float = 0.05  # a container without a process takes this long to stop on SIGTERM
+    crash_backoff: float = 0.2  # crash-loop back-off, doubling to crash_backoff_max (upstream 10 s .. 5 min)
+    crash_backoff_max: float = 2.0
+    probe_period_scale: float = 1.0  # multiplies probes' initialDelaySeconds and periodSeconds
+    # Workload controllers (controllers/statefulset.py, deployment.py, job.py).
+    workload_retry_start: float = 0.005  # a failed sync's requeue backoff (workqueue: 5 ms doubling)
+    workload_retry_max: float = 1.0  # ... up to this (upstream 1000 s)
+    statefulset_resync_period: float = 30.0  # statefulSetResyncPeriod
+    job_pod_failure_backoff: float = 0.1  # DefaultJobPodFailureBackOff (upstream 10 s), doubling per failure
+    job_pod_failure_backoff_max: float = 2.0  # MaxJobPodFailureBackOff (upstream 10 min)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -58,12 +91,21 @@ class Cluster:
         self.tokens = auth.TokenAuthority(secrets.token_bytes(32))
         self.authorizer = auth.RBACAuthorizer(self._rbac_lister)
         self.faults = Faults()
+        self.csi = CSIBackend(self)
         self.front = HTTPFront(self.api, self.tokens, self.authorizer, self.faults)
         self.front.admin_actions.update(self.admin_actions())
+        self.front.admin_actions.update(self.csi.admin_actions())
         self.front.openapi = OpenAPI(self.api)
         self.front.bookmark_interval = self.config.bookmark_interval
         self.front.extra_handlers["/serviceaccounts/token"] = self._token_request
+        from .podio import PodIO  # pods/exec, pods/attach, pods/log
+
+        self.podio = PodIO(self)
+        self.front.extra_handlers["/pods/exec"] = self.podio.exec
+        self.front.extra_handlers["/pods/attach"] = self.podio.attach
+        self.front.extra_handlers["/pods/log"] = self.podio.log
         self.controllers: list[Controller] = []
+        self.kubelet = Kubelet(self)  # pods of every node; run from make_controllers
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.certs = tls.generate((self.config.host, "localhost"))
@@ -85,9 +127,33 @@ class Cluster:
         crd_rt = self.api.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         for crd in snapshot_crds.crds():
             self.api.create(crd_rt, "", crd)
+        NodeController.bootstrap(self)
+        for obj in csi_bootstrap_objects():
+            obj_rt = self.api.kind_type(obj["apiVersion"], obj["kind"])
+            assert obj_rt is not None
+            self.api.create(obj_rt, "", obj)
 
     def make_controllers(self) -> list[Controller]:
-        return [GarbageCollector(self), NamespaceController(self)]
+        return [
+            GarbageCollector(self),
+            NamespaceController(self),
+            *make_volume_controllers(self),
+            *make_snapshot_controllers(self),
+            NodeController(self),
+            Scheduler(self),
+            self.kubelet,
+            StatefulSetController(self),
+            DeploymentController(self),
+            ReplicaSetController(self),
+            JobController(self),
+            TTLAfterFinishedController(self),
+        ]
+
+    def set_node_ready(self, name: str, ready: bool) -> None:
+        """Fault: stop (False) or restart (True) a node's kubelet; see controllers/nodes.py."""
+        nodes = self.controller("nodes")
+        assert isinstance(nodes, NodeController)
+        nodes.set_ready(name, ready)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:

@@ -245,11 +245,17 @@ class CSIBackend:
     def data_dir(self) -> Path:
         return Path(self.cluster.data_dir)
 
+    @staticmethod
+    def _check_id(ident: str) -> str:
+        if not ident or "/" in ident or ident in (".", ".."):
+            raise CSIError("InvalidArgument", f"invalid volume or snapshot id {ident!r}")
+        return ident
+
     def _volume_dir(self, handle: str) -> Path:
-        return volumes_root(self.data_dir) / handle
+        return volumes_root(self.data_dir) / self._check_id(handle)
 
     def _snapshot_dir(self, handle: str) -> Path:
-        return self.data_dir / "snapshots" / handle
+        return self.data_dir / "snapshots" / self._check_id(handle)
 
     @staticmethod
     def driver(name: str) -> DriverInfo:
@@ -277,15 +283,19 @@ class CSIBackend:
         tmp = dst.with_name(f".{dst.name}.partial-{secrets.token_hex(4)}")
         tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
-            size = await loop.run_in_executor(None, _copy_tree, src, tmp)
+            try:
+                size = await loop.run_in_executor(None, _copy_tree, src, tmp)
+            except OSError as e:
+                raise CSIError("Internal", f"failed to copy {src.name}: {e}") from e
             throughput = self.cluster.config.copy_throughput_bytes_per_s
             if throughput:
                 remaining = size / float(throughput) - (loop.time() - start)
                 if remaining > 0:
                     await asyncio.sleep(remaining)
-            if dst.exists():
-                raise CSIError("AlreadyExists", f"{dst} already exists")
-            os.rename(tmp, dst)
+            try:
+                os.rename(tmp, dst)  # fails if dst exists and is not empty
+            except OSError as e:
+                raise CSIError("Internal", f"failed to publish {dst.name}: {e}") from e
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -489,6 +499,60 @@ class CSIBackend:
         return {"volumes/read": read, "volumes/write": write, "volumes/tree": tree}
 
 
+def bootstrap_objects() -> list[dict[str, Any]]:
+    """What a cluster with kubesim's CSI drivers installed has: StorageClasses, CSIDrivers, a VolumeSnapshotClass."""
+    fstype = {"csi.storage.k8s.io/fstype": "ext4"}
+
+    def storage_class(name: str, provisioner: str, mode: str, default: bool = False) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name}
+        if default:
+            meta["annotations"] = {"storageclass.kubernetes.io/is-default-class": "true"}
+        return {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": meta,
+            "provisioner": provisioner,
+            "parameters": dict(fstype),
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": mode,
+            "allowVolumeExpansion": True,
+        }
+
+    def csi_driver(name: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "CSIDriver",
+            "metadata": {"name": name},
+            "spec": {
+                "attachRequired": False,
+                "podInfoOnMount": False,
+                "fsGroupPolicy": "File",
+                "volumeLifecycleModes": ["Persistent"],
+                "storageCapacity": False,
+                "requiresRepublish": False,
+                "seLinuxMount": False,
+            },
+        }
+
+    return [
+        csi_driver(CSI_DRIVER),
+        csi_driver(CSI_DRIVER_NO_SNAPSHOTS),
+        storage_class("standard", CSI_DRIVER, "Immediate", default=True),
+        storage_class("standard-wffc", CSI_DRIVER, "WaitForFirstConsumer"),
+        storage_class("basic", CSI_DRIVER_NO_SNAPSHOTS, "Immediate"),
+        {
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshotClass",
+            "metadata": {
+                "name": "csi-kubesim-snapclass",
+                "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"},
+            },
+            "driver": CSI_DRIVER,
+            "deletionPolicy": "Delete",
+        },
+    ]
+
+
 def tree_digests(root: Path) -> dict[str, str]:
     """Every entry under ``root``: a regular file's SHA-256, ``symlink:<target>`` or ``dir``."""
     out: dict[str, str] = {}
@@ -525,6 +589,7 @@ __all__ = [
     "DriverInfo",
     "SnapshotRecord",
     "VolumeRecord",
+    "bootstrap_objects",
     "format_binary_si",
     "go_quote",
     "quantity_bytes",

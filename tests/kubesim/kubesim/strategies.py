@@ -437,6 +437,16 @@ def validate(api: APIServer, rt: ResourceType, obj: JSON, old: JSON | None) -> l
         tspec = (spec.get("template") or {}).get("spec")
         if not isinstance(tspec, dict):
             causes.append(field_error("FieldValueRequired", "spec.template", ""))
+        elif rt.kind == "StatefulSet":
+            # ValidatePodTemplateSpecForStatefulSet: mounts may name volumeClaimTemplates (the
+            # controller adds those volumes); kubesim checks mounts against the union.
+            claims = [(t.get("metadata") or {}).get("name") for t in spec.get("volumeClaimTemplates") or []]
+            vols = list(tspec.get("volumes") or []) + [
+                {"name": n, "persistentVolumeClaim": {"claimName": n}}
+                for n in claims
+                if n and all(v.get("name") != n for v in tspec.get("volumes") or [])
+            ]
+            _validate_pod_spec({**tspec, "volumes": vols}, "spec.template.spec", causes, ("Always",))
         else:
             _validate_pod_spec(tspec, "spec.template.spec", causes, ("Always",))
         if rt.kind == "StatefulSet":

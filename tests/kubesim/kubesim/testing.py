@@ -139,6 +139,43 @@ class KubeSim:
         except ValueError:
             return status, hdrs, text
 
+    # -- volumes (kubesim/csi.py) ----------------------------------------------------------
+    def volume_path(self, pv_name: str) -> Path:
+        """The host directory holding PersistentVolume ``pv_name``'s data."""
+        return self.call(lambda c: c.csi.volume_path(pv_name))
+
+    def pv_for_claim(self, namespace: str, claim: str) -> str | None:
+        """The PV a claim is bound to (``spec.volumeName``), or None."""
+        return self.call(lambda c: c.csi.pv_for_claim(namespace, claim))
+
+    def read_volume_file(self, pv_name: str, relpath: str) -> bytes:
+        from .csi import CSIBackend
+
+        return CSIBackend._inside(self.volume_path(pv_name), relpath).read_bytes()
+
+    def write_volume_file(
+        self, pv_name: str, relpath: str, data: bytes | str, mode: int | None = None
+    ) -> None:
+        from .csi import CSIBackend
+
+        target = CSIBackend._inside(self.volume_path(pv_name), relpath)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data.encode() if isinstance(data, str) else data)
+        if mode is not None:
+            os.chmod(target, mode)
+
+    def volume_tree(self, pv_name: str) -> dict[str, str]:
+        """Every file of the volume with its SHA-256 (``csi.tree_digests``)."""
+        from .csi import tree_digests
+
+        return tree_digests(self.volume_path(pv_name))
+
+    def volume_digest(self, pv_name: str) -> str:
+        """One SHA-256 over the whole volume (names, file contents, symlinks, directories)."""
+        from .csi import tree_digest
+
+        return tree_digest(self.volume_tree(pv_name))
+
     def service_account_kubeconfig(self, namespace: str, name: str, path: Path | None = None) -> Path:
         """A kubeconfig that authenticates as ServiceAccount namespace/name (which must exist)."""
         token = self.call(lambda c: c.service_account_token(namespace, name))
