@@ -419,3 +419,39 @@ def test_rbac_gap_fails_with_forbidden(cluster: KubeSim, operator: Operator, ns:
         cluster.kubectl(
             "apply", "-k", str(__import__("pathlib").Path(__file__).resolve().parents[2] / "manifests")
         )
+
+
+def test_clone_without_driver_support_is_refused(cluster: KubeSim, operator: Operator, ns: str) -> None:
+    db = make_db(cluster, ns, replicas=2, primary=0, storage_class="basic")
+    before = pv_of(cluster, ns, db.claim("data", 1))
+    resync(cluster, db, method="Clone")
+    out = wait_done(cluster, ns)
+    failed = conditions(out)["Failed"]
+    assert failed["reason"] == "CloneNotSupported", out["status"]
+    assert "clone" in failed["message"]
+    assert pv_of(cluster, ns, db.claim("data", 1)) == before, "the replica was not touched"
+    assert_clean(cluster, ns)
+    assert_primary_untouched(cluster, db)
+
+
+def test_primary_not_ready_is_refused_after_waiting(cluster: KubeSim, operator: Operator, ns: str) -> None:
+    db = make_db(cluster, ns, replicas=2, primary=1)
+    node = get(cluster, "pod", "-n", ns, db.pod(1))["spec"]["nodeName"]
+    cluster.call(lambda c: c.set_node_ready(node, False))
+    try:
+        wait_for(
+            lambda: (
+                not any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in get(cluster, "pod", "-n", ns, db.pod(1))["status"]["conditions"]
+                )
+            ),
+            30,
+            "primary NotReady",
+        )
+        resync(cluster, db, timeouts={"preflightSeconds": 2})
+        out = wait_done(cluster, ns)
+        failed = conditions(out)["Failed"]
+        assert failed["reason"] == "PrimaryNotReady" and "is not Ready" in failed["message"]
+    finally:
+        cluster.call(lambda c: c.set_node_ready(node, True))

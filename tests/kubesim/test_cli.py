@@ -102,3 +102,44 @@ def test_serve_ready_fast_and_stops_on_sigterm(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(10)
     assert rc == 0
+
+
+def test_admin_cli_injects_a_fault(tmp_path: Path) -> None:
+    kc = tmp_path / "admin.kubeconfig"
+    proc = subprocess.Popen(
+        [*_kubesim(), "serve", "--kubeconfig", str(kc)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and "kubesim ready" in proc.stdout.readline()
+        out = subprocess.run(
+            [
+                *_kubesim(),
+                "admin",
+                "faults",
+                '{"kind": "api", "match": {"verb": "list", "resource": "nodes"}, "code": 500, "count": 1}',
+                "--kubeconfig",
+                str(kc),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0 and '"id"' in out.stdout, out.stderr
+        env = dict(os.environ, KUBECONFIG=str(kc), KUBECACHEDIR=str(tmp_path / "cache"))
+        first = subprocess.run(
+            [kubectl_binary(), "get", "nodes"], env=env, capture_output=True, text=True, timeout=30
+        )
+        # (a 503 would be retried by client-go, which honours Retry-After; a 500 is not)
+        assert first.returncode != 0
+        assert "kubesim injected fault" in first.stderr
+        second = subprocess.run(
+            [kubectl_binary(), "get", "nodes", "-o", "name"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 0 and "node/kubesim-node-1" in second.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)

@@ -105,6 +105,30 @@ def _kubeconfig(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin(args: argparse.Namespace) -> int:
+    """POST /kubesim/<action> with a JSON body, as the admin of the cluster the kubeconfig names."""
+    cfg: dict[str, Any] = yaml.safe_load(Path(args.kubeconfig).read_text())
+    ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == cfg["current-context"])
+    cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+    token = next(u["user"]["token"] for u in cfg["users"] if u["name"] == ctx["user"])
+    ca = cluster.get("certificate-authority-data")
+    ssl_ctx = ssl.create_default_context(cadata=base64.b64decode(ca).decode()) if ca else None
+    body = (args.body or "{}").encode()
+    req = urllib.request.Request(
+        f"{cluster['server']}/kubesim/{args.action}",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30, context=ssl_ctx) as resp:
+            print(resp.read().decode())
+    except urllib.error.HTTPError as e:
+        print(f"kubesim admin {args.action}: {e.code}: {e.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="kubesim", description="A simulated Kubernetes cluster for tests and demos."
@@ -122,6 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--out", required=True, help="where to write the new kubeconfig")
     k.add_argument("--expiration-seconds", type=int, default=86400, help="token lifetime (default: one day)")
     k.set_defaults(func=_kubeconfig)
+    a = sub.add_parser(
+        "admin",
+        help="run an admin action: faults, faults/list, faults/clear, watches/drop, controllers/pause, "
+        "controllers/resume, nodes/ready, pods/crash, volumes/read, ...",
+    )
+    a.add_argument("action", help="e.g. faults, or controllers/pause")
+    a.add_argument(
+        "body",
+        nargs="?",
+        help='JSON arguments, e.g. \'{"kind": "api", "match": {"verb": "create"}, "code": 500, "count": 1}\'',
+    )
+    a.add_argument("--kubeconfig", required=True, help="the admin kubeconfig `kubesim serve` wrote")
+    a.set_defaults(func=_admin)
     args = p.parse_args(argv)
     rc: int = args.func(args)
     return rc
