@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PY_SOURCES := operator tests bench hack
+PY_SOURCES := $(wildcard operator tests bench hack)
 
 .DEFAULT_GOAL := help
 
