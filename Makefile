@@ -10,7 +10,7 @@ PY_SOURCES := $(wildcard operator tests bench hack)
 
 .PHONY: help
 help: ## List the targets.
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,14 @@ deploy: venv ## Install the CRD, RBAC and the operator's Deployment into the cur
 .PHONY: demo
 demo: venv ## A ClusterResync end to end on kubesim; exits 0 only if the replicas equal the primary.
 	$(BIN)/python hack/demo.py
+
+.PHONY: bench
+bench: venv ## Replica downtime vs volume size and maxParallel 1 vs 4 on kubesim (bench/README.md).
+	$(BIN)/python bench/resync_bench.py $(BENCH_ARGS)
+
+.PHONY: e2e
+e2e: ## Kind-based end-to-end test (needs Docker; not runnable on the project's build machines)
+	bash hack/kind-e2e.sh
 
 .PHONY: kubesim
 kubesim: venv ## Serve a kubesim cluster in the foreground (kubeconfig in ./kubesim.kubeconfig).

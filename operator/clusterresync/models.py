@@ -160,7 +160,9 @@ class ClusterResyncSpec(Model):
         False, description="Plan only: the status lists what would be done; nothing is created or deleted."
     )
     force: bool = Field(
-        False, description="Go ahead even where a check says a replica may hold data the primary lacks."
+        False,
+        description="Go ahead even where a check says a replica may hold data the primary lacks. Reserved: v1alpha1 "
+        "has no such check yet, so this field has no effect; check replication positions before applying.",
     )
     primary_stable_seconds: Annotated[int, Field(ge=0)] = Field(
         60, description="The primary must have been Ready, without a container restart, for this long."

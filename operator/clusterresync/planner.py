@@ -990,6 +990,40 @@ def _ensure_staged(b: Builder, r: ReplicaStatus, clone: bool) -> bool:
 
 def _step_replica(b: Builder, name: str, primary_changed: str | None) -> None:
     r = b.replica(name)
+    limit = b.obs.resync.spec.timeouts.replica_seconds
+    # Staging has not touched the replica: past the limit it is abandoned (cleanup removes the copy).
+    if (
+        r.phase in ("Restoring", "Detaching")
+        and r.started_at
+        and (b.obs.now - parse_ts(r.started_at)).total_seconds() >= limit
+    ):
+        _abandon(
+            b,
+            r,
+            f"restore not finished after {limit}s (timeouts.replicaSeconds): {r.message}; the replica was not touched",
+        )
+        return
+    if (
+        r.phase == "RollingBack"
+        and r.swap_started_at
+        and (b.obs.now - parse_ts(r.swap_started_at)).total_seconds() >= 2 * limit
+    ):
+        b.put_replica(
+            r.model_copy(
+                update={
+                    "phase": "Failed",
+                    "completed_at": b.now,
+                    "message": f"rollback failed: not back on its old volume(s) {', '.join(v.old_pv or '' for v in r.volumes)} "
+                    f"after {2 * limit}s; they are kept (reclaim policy Retain); see docs/troubleshooting.md#RollbackFailed",
+                }
+            )
+        )
+        b.event(
+            EventType.WARNING,
+            Reason.ROLLBACK_FAILED,
+            f"{r.name}: rollback did not complete; manual action needed",
+        )
+        return
     if r.phase == "Restoring":
         if primary_changed:
             _abandon(b, r, f"not started: {primary_changed}")
@@ -1294,14 +1328,14 @@ def _finish(b: Builder, r: ReplicaStatus) -> None:
                 update={
                     "phase": "Completed",
                     "completed_at": b.now,
-                    "message": f"running on the restored volume(s) {', '.join(v.new_pv or '' for v in r.volumes)}; old volume(s) {spec.old_volumes.lower()}ed: {', '.join(v.old_pv or '' for v in r.volumes)}",
+                    "message": f"running on the restored volume(s) {', '.join(v.new_pv or '' for v in r.volumes)}; old volume(s) {'retained' if spec.old_volumes == 'Retain' else 'deleted'}: {', '.join(v.old_pv or '' for v in r.volumes)}",
                 }
             )
         )
         b.event(
             EventType.NORMAL,
             "ReplicaResynced",
-            f"{r.name} runs on a copy of the primary; old volumes {', '.join(v.old_pv or '' for v in r.volumes)} {spec.old_volumes.lower()}ed",
+            f"{r.name} runs on a copy of the primary; old volumes {', '.join(v.old_pv or '' for v in r.volumes)} {'retained' if spec.old_volumes == 'Retain' else 'deleted'}",
         )
 
 

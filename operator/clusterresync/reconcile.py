@@ -143,6 +143,14 @@ def reconcile(kube: Kube, body: Obj) -> Outcome:
             logger.info("running hook", hook=a.hook, pod=a.pod)
             outcomes[a.hook] = kube.exec(a.namespace, a.pod, a.container, list(a.command), a.timeout_seconds)
     ref = resync_ref(resync.namespace, resync.name)
+    if result.status.phase != resync.status.phase:
+        logger.info("phase", phase=result.status.phase, previous=resync.status.phase)
+    before = {r.name: r.phase for r in resync.status.replicas}
+    for r in result.status.replicas:
+        if before.get(r.name) != r.phase:
+            logger.info(
+                "replica phase", replica=r.name, phase=r.phase, previous=before.get(r.name), message=r.message
+            )
     if result.status != resync.status:
         kube.patch_status(ref, {"status": status_body(result.status)})
     for ev in result.events:
@@ -197,6 +205,7 @@ def _forbidden_or_raise(kube: Kube, resync: Resync, e: KubeError, logger: Any) -
         b.again(10.0)
     else:
         b.fail(Reason.FORBIDDEN, message)
+        b.again(10.0)  # keep trying to clean up what was created before the refusal
     plan = b.plan()
     try:
         kube.patch_status(resync_ref(resync.namespace, resync.name), {"status": status_body(plan.status)})

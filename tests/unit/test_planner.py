@@ -274,3 +274,21 @@ def test_deletion_mid_run_leaves_no_replica_without_volume(delete_at: int, crash
     for name, pv in w.pvs.items():
         if name not in in_use:
             assert pv["status"]["phase"] == "Released" and name in ("pv-0", "pv-2"), f"leftover volume {name}"
+
+
+def test_a_restore_that_never_finishes_is_abandoned_without_touching_the_replica() -> None:
+    w, s = World(), spec(timeouts={"replicaSeconds": 20})
+    real_bind = w._bind
+
+    def stuck(name: str, c: dict[str, Any]) -> None:
+        if not name.startswith("crs-"):
+            real_bind(name, c)
+
+    w._bind = stuck  # type: ignore[method-assign]
+    drive(w, s)
+    assert w.status.phase == "Failed"
+    assert {c.type: c.reason for c in w.status.conditions}["Failed"] == "RestoreFailed"
+    assert all("restore not finished" in r.message for r in w.status.replicas if r.phase == "Failed")
+    for pod in ("db-0", "db-2"):
+        assert w.content_of(pod) == f"stale-{pod[-1]}"
+    assert not [c for c in w.claims if c.startswith("crs-")] and not w.snapshots
