@@ -1417,44 +1417,29 @@ def _cleanup(b: Builder) -> bool:
             clean = False  # never cleaned under a swap in flight
             continue
         swapped = r.phase == "Completed"
-        rolled_back = r.phase == "Failed" and r.swap_started_at is not None
         for v in r.volumes:
             staged = obs.claims.get(v.staging_claim or "")
-            # An old volume kept for a swap that never happened gets its own policy back.
-            if not swapped and not rolled_back and v.old_pv and v.old_pv_reclaim_policy:
-                old = obs.pvs.get(v.old_pv)
-                if (
-                    old is not None
-                    and (old.get("spec") or {}).get("persistentVolumeReclaimPolicy")
-                    != v.old_pv_reclaim_policy
-                ):
-                    b.do(
-                        Patch(
-                            pv_ref(v.old_pv),
-                            {
-                                "metadata": {"annotations": {ANNOTATION_ORIGINAL_RECLAIM_POLICY: None}},
-                                "spec": {"persistentVolumeReclaimPolicy": v.old_pv_reclaim_policy},
-                            },
-                        )
+            # An old volume kept for a swap that never happened, or that the replica was rolled back
+            # onto, gets its own policy back -- only once it is Bound again: a Released old volume
+            # (a failed rollback) keeps Retain, or its data would go with it.
+            old = obs.pvs.get(v.old_pv or "")
+            if (
+                not swapped
+                and old is not None
+                and v.old_pv_reclaim_policy
+                and (old.get("status") or {}).get("phase") == "Bound"
+                and (old.get("spec") or {}).get("persistentVolumeReclaimPolicy") != v.old_pv_reclaim_policy
+            ):
+                b.do(
+                    Patch(
+                        pv_ref(meta(old)["name"]),
+                        {
+                            "metadata": {"annotations": {ANNOTATION_ORIGINAL_RECLAIM_POLICY: None}},
+                            "spec": {"persistentVolumeReclaimPolicy": v.old_pv_reclaim_policy},
+                        },
                     )
-                    clean = False
-            if rolled_back and v.old_pv and v.old_pv_reclaim_policy:
-                old = obs.pvs.get(v.old_pv)
-                if (
-                    old is not None
-                    and (old.get("spec") or {}).get("persistentVolumeReclaimPolicy")
-                    != v.old_pv_reclaim_policy
-                ):
-                    b.do(
-                        Patch(
-                            pv_ref(v.old_pv),
-                            {
-                                "metadata": {"annotations": {ANNOTATION_ORIGINAL_RECLAIM_POLICY: None}},
-                                "spec": {"persistentVolumeReclaimPolicy": v.old_pv_reclaim_policy},
-                            },
-                        )
-                    )
-                    clean = False
+                )
+                clean = False
             if swapped:
                 continue
             # A restored copy that was not swapped in is deleted with its data.
