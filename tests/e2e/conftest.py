@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubesim import testing
 from kubesim.cluster import ClusterConfig
 from kubesim.testing import KubeSim
 
@@ -125,12 +125,5 @@ def apply(cluster: KubeSim, ns: str, obj: dict[str, Any]) -> None:
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(obj))
 
 
-def wait_for(pred: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+def wait_for(fn: Any, timeout: float = 60.0, what: str = "condition") -> Any:
+    return testing.wait_for(fn, timeout, what, interval=0.2)

@@ -10,18 +10,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import pytest
 
 from kubesim import runtime
 from kubesim.cluster import ClusterConfig
-from kubesim.testing import KubeSim
+from kubesim.testing import KubeSim, wait_for
 
 T = TypeVar("T")
 PROCESS = {"kubesim.io/process": "true"}
@@ -36,17 +35,6 @@ def kubesim() -> Iterator[KubeSim]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def wait_for(
-    fn: Callable[[], T | Literal[False] | None], timeout: float = 10.0, what: str = "condition"
-) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | Literal[False] | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.03)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def api(k: KubeSim, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201)) -> Any:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, Literal, TypeVar
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 import pytest
 
 from kubesim.cluster import ClusterConfig
-from kubesim.testing import KubeSim
+from kubesim.testing import KubeSim, wait_for
 
 T = TypeVar("T")
 NODES = ["kubesim-node-1", "kubesim-node-2", "kubesim-node-3"]
@@ -30,17 +30,6 @@ def kubesim() -> Iterator[KubeSim]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def wait_for(
-    fn: Callable[[], T | Literal[False] | None], timeout: float = 10.0, what: str = "condition"
-) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | Literal[False] | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.03)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def api(k: KubeSim, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201)) -> Any:

@@ -7,16 +7,15 @@ Driven through kubectl and raw API requests; the data is compared on the host th
 from __future__ import annotations
 
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from kubesim.cluster import ClusterConfig
-from kubesim.testing import KubeSim
+from kubesim.testing import KubeSim, wait_for
 
 T = TypeVar("T")
 GROUP = "snapshot.storage.k8s.io"
@@ -41,15 +40,6 @@ def kubesim() -> Iterator[KubeSim]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def wait_for(fn: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.03)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def get(k: KubeSim, path: str) -> dict[str, Any] | None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, Literal, TypeVar
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 import pytest
 
+from kubesim import testing
 from kubesim.testing import KubeSim
 
 T = TypeVar("T")
@@ -28,17 +29,8 @@ def kubesim() -> Iterator[KubeSim]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def wait_for(
-    fn: Callable[[], T | Literal[False] | None], timeout: float = 15.0, what: str = "condition"
-) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | Literal[False] | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+def wait_for(fn: Any, timeout: float = 15.0, what: str = "condition") -> Any:
+    return testing.wait_for(fn, timeout, what, interval=0.02)
 
 
 def api(k: KubeSim, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201, 202)) -> Any:

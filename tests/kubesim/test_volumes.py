@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 from kubesim.cluster import ClusterConfig
-from kubesim.testing import KubeSim
+from kubesim.testing import KubeSim, wait_for
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -33,15 +33,6 @@ def kubesim() -> Iterator[KubeSim]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def wait_for(fn: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.03)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def stays(fn: Callable[[], bool], duration: float = 0.6) -> None:

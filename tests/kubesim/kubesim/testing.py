@@ -14,10 +14,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .cluster import Cluster, ClusterConfig, write_kubeconfig
 
@@ -208,6 +209,23 @@ class KubeSim:
                 f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
             )
         return proc
+
+
+def wait_for(
+    fn: Callable[[], T | Literal[False] | None],
+    timeout: float = 10.0,
+    what: str = "condition",
+    interval: float = 0.03,
+) -> T:
+    """Poll ``fn`` until it returns something truthy, and return that; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | Literal[False] | None = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def kubectl_binary() -> str:
