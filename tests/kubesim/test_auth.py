@@ -12,6 +12,8 @@ import pytest
 from kubesim.auth import (
     ANONYMOUS,
     Attributes,
+    ImpersonationError,
+    ImpersonationRequest,
     RBACAuthorizer,
     RequestInfoError,
     TokenAuthority,
@@ -23,6 +25,9 @@ from kubesim.auth import (
     bootstrap_policy,
     forbidden_error,
     go_quote,
+    impersonated_user,
+    impersonation_attributes,
+    impersonation_requests,
     non_resource_url_matches,
     request_attributes,
     resource_matches,
@@ -1199,3 +1204,104 @@ def test_claims_requires_our_signature(authority: TokenAuthority) -> None:
 )
 def test_bearer_token(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+# ------------------------------------------------------------------------------------------
+# Impersonation (endpoints/filters/impersonation.go)
+# ------------------------------------------------------------------------------------------
+
+
+def test_impersonation_requests_in_upstream_order() -> None:
+    reqs = impersonation_requests(
+        [
+            ("Impersonate-Group", "devs"),
+            ("Impersonate-User", "system:serviceaccount:team-a:builder"),
+            ("impersonate-extra-Scopes", "view"),
+            ("Impersonate-Extra-acme.com%2Fproject", "p1"),
+            ("Impersonate-Group", "qa"),
+            ("Impersonate-Uid", "u-1"),
+            ("Authorization", "Bearer x"),
+        ]
+    )
+    assert reqs == [
+        ImpersonationRequest("ServiceAccount", "builder", namespace="team-a"),
+        ImpersonationRequest("Group", "devs"),
+        ImpersonationRequest("Group", "qa"),
+        ImpersonationRequest(
+            "UserExtra", "view", api_version="authentication.k8s.io/v1", field_path="scopes"
+        ),
+        ImpersonationRequest(
+            "UserExtra", "p1", api_version="authentication.k8s.io/v1", field_path="acme.com/project"
+        ),
+        ImpersonationRequest("UID", "u-1", api_version="authentication.k8s.io/v1"),
+    ]
+    assert impersonation_requests([("Accept", "application/json")]) == []
+    # a username that does not split into valid namespace and name is an ordinary user
+    assert impersonation_requests([("Impersonate-User", "system:serviceaccount:Bad:x")]) == [
+        ImpersonationRequest("User", "system:serviceaccount:Bad:x")
+    ]
+
+
+def test_impersonating_groups_without_a_user_is_an_error() -> None:
+    with pytest.raises(ImpersonationError) as err:
+        impersonation_requests([("Impersonate-Group", "devs")])
+    assert str(err.value) == "requested [{Group  devs    }] without impersonating a user"
+
+
+def test_impersonation_attributes() -> None:
+    sa, group, extra, uid = impersonation_requests(
+        [
+            ("Impersonate-User", "system:serviceaccount:team-a:builder"),
+            ("Impersonate-Group", "devs"),
+            ("Impersonate-Extra-Scopes", "view"),
+            ("Impersonate-Uid", "u-1"),
+        ]
+    )
+    user = ImpersonationRequest("User", "alice")
+    assert impersonation_attributes(BOB, sa) == Attributes(
+        BOB, "impersonate", "team-a", "", "", "serviceaccounts", "", "builder"
+    )
+    assert forbidden_error(impersonation_attributes(BOB, user)).message == (
+        'users "alice" is forbidden: User "bob" cannot impersonate resource "users" in API group "" at the cluster scope'
+    )
+    assert forbidden_error(impersonation_attributes(BOB, sa)).message == (
+        'serviceaccounts "builder" is forbidden: User "bob" cannot impersonate resource "serviceaccounts" '
+        'in API group "" in the namespace "team-a"'
+    )
+    assert forbidden_error(impersonation_attributes(BOB, group)).message == (
+        'groups "devs" is forbidden: User "bob" cannot impersonate resource "groups" in API group "" at the cluster scope'
+    )
+    assert forbidden_error(impersonation_attributes(BOB, extra)).message == (
+        'userextras.authentication.k8s.io "view" is forbidden: User "bob" cannot impersonate resource '
+        '"userextras/scopes" in API group "authentication.k8s.io" at the cluster scope'
+    )
+    assert forbidden_error(impersonation_attributes(BOB, uid)).message == (
+        'uids.authentication.k8s.io "u-1" is forbidden: User "bob" cannot impersonate resource "uids" '
+        'in API group "authentication.k8s.io" at the cluster scope'
+    )
+
+
+def test_impersonated_user_groups() -> None:
+    def user(headers: list[tuple[str, str]]) -> UserInfo:
+        groups_specified = any(k == "Impersonate-Group" for k, _ in headers)
+        return impersonated_user(impersonation_requests(headers), groups_specified)
+
+    assert user([("Impersonate-User", "alice")]) == UserInfo("alice", ("system:authenticated",))
+    assert user([("Impersonate-User", "system:serviceaccount:ns:sa")]) == UserInfo(
+        "system:serviceaccount:ns:sa",
+        ("system:serviceaccounts", "system:serviceaccounts:ns", "system:authenticated"),
+    )
+    # explicit groups replace a service account's fixed groups
+    assert user([("Impersonate-User", "system:serviceaccount:ns:sa"), ("Impersonate-Group", "g")]).groups == (
+        "g",
+        "system:authenticated",
+    )
+    assert user([("Impersonate-User", "alice"), ("Impersonate-Group", "system:unauthenticated")]).groups == (
+        "system:unauthenticated",
+    )
+    assert user([("Impersonate-User", "system:anonymous")]).groups == ("system:unauthenticated",)
+    extra = user(
+        [("Impersonate-User", "alice"), ("Impersonate-Extra-Scopes", "a"), ("Impersonate-Extra-Scopes", "b")]
+    )
+    assert extra.extra == (("scopes", ("a", "b")),)
+    assert self_subject_review_status(extra)["userInfo"]["extra"] == {"scopes": ["a", "b"]}

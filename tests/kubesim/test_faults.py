@@ -47,6 +47,87 @@ def test_api_fault_fails_matching_requests_a_counted_number_of_times(
     assert core.read_namespaced_config_map("x", ns).metadata.name == "x"
 
 
+def test_429_fault_sends_retry_after_in_the_header_and_the_status(kubesim: KubeSim, ns: str) -> None:
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    # The admin endpoint takes the new field; 2.5 s go out as 3, the whole seconds HTTP carries.
+    status, _, out = kubesim.request(
+        "POST",
+        "/kubesim/faults",
+        body={
+            "kind": "api",
+            "match": {"verb": "list", "resource": "configmaps", "namespace": ns},
+            "code": 429,
+            "retry_after": 2.5,
+            "count": 1,
+            "message": "Too many requests: slow down",
+        },
+    )
+    assert status == 200
+    listed = kubesim.request("POST", "/kubesim/faults/list")[2]["faults"]
+    assert [f["retry_after"] for f in listed if f["id"] == out["id"]] == [2.5]
+    status, headers, body = kubesim.request("GET", path)
+    assert status == 429 and headers["Retry-After"] == "3"
+    assert body["reason"] == "TooManyRequests" and body["details"] == {"retryAfterSeconds": 3}
+    assert body["message"] == "Too many requests: slow down"
+    assert kubesim.request("GET", path)[0] == 200  # the count is used up
+
+
+def test_retry_after_defaults_and_other_codes(kubesim: KubeSim, ns: str) -> None:
+    path = f"/api/v1/namespaces/{ns}/secrets"
+    match = {"verb": "list", "resource": "secrets", "namespace": ns}
+    kubesim.call(lambda c: c.faults.add("api", match=match, code=503, count=1))
+    status, headers, body = kubesim.request("GET", path)
+    assert status == 503 and headers["Retry-After"] == "1" and body["details"] == {"retryAfterSeconds": 1}
+    kubesim.call(lambda c: c.faults.add("api", match=match, code=500, count=1))
+    status, headers, body = kubesim.request("GET", path)
+    assert status == 500 and "Retry-After" not in headers and "details" not in body
+    kubesim.call(lambda c: c.faults.add("api", match=match, code=500, retry_after=0, count=1))
+    status, headers, body = kubesim.request("GET", path)
+    assert status == 500 and headers["Retry-After"] == "0"
+
+
+def test_403_fault_simulates_quota_and_admission_denials(kubesim: KubeSim, ns: str) -> None:
+    """A 403 with a given message and details: what ResourceQuota, PodSecurity or NamespaceLifecycle
+    would answer, on a cluster that does not run them."""
+    message = (
+        'persistentvolumeclaims "data" is forbidden: exceeded quota: storage, requested: '
+        "requests.storage=1Gi, used: requests.storage=10Gi, limited: requests.storage=10Gi"
+    )
+    details = {
+        "name": "data",
+        "kind": "persistentvolumeclaims",
+        "causes": [{"reason": "NamespaceTerminating", "message": "just an example"}],
+    }
+    kubesim.request(
+        "POST",
+        "/kubesim/faults",
+        body={
+            "kind": "api",
+            "match": {"verb": "create", "resource": "persistentvolumeclaims", "namespace": ns},
+            "code": 403,
+            "message": message,
+            "details": details,
+            "count": 1,
+        },
+    )
+    status, headers, body = kubesim.request(
+        "POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", body={"metadata": {"name": "data"}}
+    )
+    assert status == 403 and "Retry-After" not in headers
+    assert (body["reason"], body["message"], body["details"]) == ("Forbidden", message, details)
+
+
+def test_admin_endpoint_refuses_unknown_fault_fields(kubesim: KubeSim) -> None:
+    before = kubesim.request("POST", "/kubesim/faults/list")[2]["faults"]
+    status, _, body = kubesim.request(
+        "POST", "/kubesim/faults", body={"kind": "api", "code": 429, "retryAfter": 1}
+    )
+    assert status == 400 and "retryAfter" in body["message"] and "retry_after" in body["message"]
+    status, _, body = kubesim.request("POST", "/kubesim/faults", body={"kind": "api", "retry_after": -1})
+    assert status == 400 and "retry_after" in body["message"]
+    assert kubesim.request("POST", "/kubesim/faults/list")[2]["faults"] == before
+
+
 def test_api_fault_by_name_and_removal(kubesim: KubeSim, k8s_client: client.ApiClient, ns: str) -> None:
     core = client.CoreV1Api(k8s_client)
     core.create_namespaced_config_map(ns, {"metadata": {"name": "a"}})

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import builtin_schema, crdschema, k8sdefs, strategies
+from . import builtin_schema, crdschema, gonum, k8sdefs, podsecurity, strategies
 from .errors import (
     Cause,
     StatusError,
@@ -201,7 +201,8 @@ class APIServer:
             )
         if kind is not None and kind != rt.kind:
             raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
-        obj = deep_copy(body)
+        # Numbers as the Go decoder holds them: an int beyond int64 is a float64 (gonum.py).
+        obj = gonum.normalize(deep_copy(body))
         if rt.builtin:
             _strip_nulls(obj)  # decoding into a Go struct turns null into the zero value
         obj["apiVersion"] = rt.api_version
@@ -215,7 +216,7 @@ class APIServer:
         if rt.builtin:
             schema = k8sdefs.definition(rt.group, rt.version, rt.kind)
             if schema is not None:
-                report = builtin_schema.check(obj, schema)
+                report = builtin_schema.check(obj, schema, rt.kind)
                 if report.type_errors:
                     raise bad_request(
                         f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: json: {report.type_errors[0]}'
@@ -244,6 +245,13 @@ class APIServer:
                     )
                 if opts.field_validation == "Warn":
                     warnings.extend(f'unknown field "{p}"' for p in paths)
+        bad = gonum.first_non_finite(obj)
+        if bad is not None:
+            # a literal like 1e400 overflows the float64 the decoder reads it into
+            raise bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: json: cannot unmarshal '
+                f"number {gonum.literal(bad)} into Go value of type float64"
+            )
         return obj, warnings
 
     # -- reads -------------------------------------------------------------------------------
@@ -401,6 +409,9 @@ class APIServer:
         causes = self._validate(rt, obj, None)
         if causes:
             raise invalid(rt.kind, rt.group, meta.get("name", ""), causes)
+        # Validating admission runs after the strategy's validation, on the object with its
+        # generated name (registry/store.go: Store.Create calls createValidation after BeforeCreate).
+        warnings.extend(podsecurity.admit(self, rt, obj, None))
         if self.store.peek(rt.storage_key, meta.get("namespace", ""), meta["name"]) is not None:
             raise already_exists(rt.plural, rt.group, meta["name"])
         if opts.dry_run:
@@ -582,6 +593,7 @@ class APIServer:
         if causes:
             raise invalid(rt.kind, rt.group, name, causes)
         strategies.admit_update(self, rt, obj, old)
+        warnings = [*warnings, *podsecurity.admit(self, rt, obj, old, subresource)]
         # GuaranteedUpdate: an update that changes nothing writes nothing (no new resourceVersion, no event).
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if _same(obj, old):
@@ -861,9 +873,11 @@ class APIServer:
                 for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
                 if k in m
             },
-            "spec": {"replicas": simple_get(obj, paths["specReplicasPath"]) or 0},
+            # customresource/tableconvertor scale.go: scaleFromCustomResource reads int64s and
+            # converts them with int32(): values beyond int32 wrap around (built-ins are int32).
+            "spec": {"replicas": _scale_int32(simple_get(obj, paths["specReplicasPath"]))},
             "status": {
-                "replicas": simple_get(obj, paths["statusReplicasPath"]) or 0,
+                "replicas": _scale_int32(simple_get(obj, paths["statusReplicasPath"])),
                 **({"selector": sel} if sel else {}),
             },
         }
@@ -877,6 +891,14 @@ class APIServer:
         if not isinstance(scale, dict) or scale.get("kind") not in (None, "Scale"):
             raise bad_request("the body of a scale request must be a Scale")
         replicas = (scale.get("spec") or {}).get("replicas")
+        if replicas is not None and not isinstance(replicas, bool) and isinstance(replicas, int | float):
+            if not gonum.fits_int(gonum.normalize(replicas), "int32"):
+                # the body decodes into autoscaling/v1 Scale, whose spec.replicas is an int32
+                raise bad_request(
+                    'Scale in version "v1" cannot be handled as a Scale: json: cannot unmarshal number '
+                    f"{gonum.literal(gonum.normalize(replicas))} into Go struct field ScaleSpec.spec.replicas of type int32"
+                )
+            replicas = int(replicas)
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise invalid(
                 "Scale",
@@ -904,6 +926,12 @@ class APIServer:
         simple_set(obj, rt.scale_subresource["specReplicasPath"], replicas)
         self.update(rt, namespace, name, obj, opts, internal_patch=True)
         return Result(self.get_scale(rt, namespace, name), 200)
+
+
+def _scale_int32(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        return 0
+    return gonum.wrap_int32(v)
 
 
 def version_priority(v: str) -> tuple[int, int, int, str]:

@@ -26,9 +26,15 @@ lister over the stored RBAC objects. What it follows upstream, file by file:
   HMAC-SHA256 (``HS256``) under a server secret instead of an RSA/ECDSA key; the bearer header as
   ``staging/src/k8s.io/apiserver/pkg/authentication/request/bearertoken/bearertoken.go`` reads it.
 
+* Impersonation: ``staging/src/k8s.io/apiserver/pkg/endpoints/filters/impersonation.go``
+  (``WithImpersonation``, ``buildImpersonationRequests``, ``unescapeExtraKey``) with
+  ``k8s.io/apiserver/pkg/authentication/serviceaccount/util.go`` (``SplitUsername``,
+  ``MakeGroupNames``).
+
 Simplifications (see the report / README): tokens are not bound to pods or secrets; ``extra`` user
-attributes are not modelled; list/watch parameter decoding only checks the parameters that decide
-the name promotion (``fieldSelector``, ``limit``, ``timeoutSeconds``).
+attributes come only from impersonation (no authenticator sets them) and no authorizer looks at
+them; list/watch parameter decoding only checks the parameters that decide the name promotion
+(``fieldSelector``, ``limit``, ``timeoutSeconds``).
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ class UserInfo:
     name: str
     groups: tuple[str, ...]
     uid: str = ""
+    # user.Info.GetExtra(): key -> values, as (key, values) pairs in a stable order
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 # staging/src/k8s.io/apiserver/pkg/authentication/request/anonymous/anonymous.go: the anonymous
@@ -728,7 +736,170 @@ def self_subject_review_status(user: UserInfo) -> JSON:
         info["uid"] = user.uid
     if user.groups:
         info["groups"] = list(user.groups)
+    if user.extra:
+        info["extra"] = {k: list(v) for k, v in user.extra}
     return {"userInfo": info}
+
+
+# --------------------------------------------------------------------------------------------
+# Impersonation (endpoints/filters/impersonation.go)
+# --------------------------------------------------------------------------------------------
+
+# k8s.io/api/authentication/v1/types.go
+IMPERSONATE_USER_HEADER = "Impersonate-User"
+IMPERSONATE_UID_HEADER = "Impersonate-Uid"
+IMPERSONATE_GROUP_HEADER = "Impersonate-Group"
+IMPERSONATE_USER_EXTRA_HEADER_PREFIX = "Impersonate-Extra-"
+AUTHENTICATION_GROUP = "authentication.k8s.io"
+
+
+@dataclass(frozen=True)
+class ImpersonationRequest:
+    """One ``v1.ObjectReference`` of ``buildImpersonationRequests``."""
+
+    kind: str  # ServiceAccount, User, Group, UserExtra or UID
+    name: str
+    namespace: str = ""
+    api_version: str = ""
+    field_path: str = ""
+
+    def go_string(self) -> str:
+        # fmt %v of a v1.ObjectReference: its seven fields, space separated, in braces
+        fields = (self.kind, self.namespace, self.name, "", self.api_version, "", self.field_path)
+        return "{" + " ".join(fields) + "}"
+
+
+class ImpersonationError(Exception):
+    """``buildImpersonationRequests`` failed: the filter answers with
+    ``responsewriters.InternalError`` (a plain-text 500)."""
+
+
+def split_service_account_username(username: str) -> tuple[str, str] | None:
+    """``serviceaccount.SplitUsername``: (namespace, name) of ``system:serviceaccount:NS:NAME``
+    when both parts are valid names, else None."""
+    from .meta import is_dns1123_label, is_dns1123_subdomain
+
+    if not username.startswith(SERVICE_ACCOUNT_USERNAME_PREFIX):
+        return None
+    parts = username[len(SERVICE_ACCOUNT_USERNAME_PREFIX) :].split(":")
+    if len(parts) != 2:
+        return None
+    namespace, name = parts
+    if not namespace or is_dns1123_label(namespace) or not name or is_dns1123_subdomain(name):
+        return None
+    return namespace, name
+
+
+def _path_unescape(s: str) -> str | None:
+    """``url.PathUnescape``; None for a malformed escape."""
+    out = bytearray()
+    i = 0
+    raw = s.encode("utf-8", "surrogateescape")
+    hexdigits = b"0123456789abcdefABCDEF"
+    while i < len(raw):
+        c = raw[i]
+        if c == ord("%"):
+            if i + 2 >= len(raw):
+                return None
+            if raw[i + 1] not in hexdigits or raw[i + 2] not in hexdigits:
+                return None
+            out.append(int(raw[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return out.decode("utf-8", "surrogateescape")
+
+
+def impersonation_requests(headers: Sequence[tuple[str, str]]) -> list[ImpersonationRequest]:
+    """``buildImpersonationRequests`` over the request's headers (name, value) in order:
+    the user (a ServiceAccount when the name splits as one), each group, each extra value
+    (``Impersonate-Extra-<key>``, the key lower-cased and path-unescaped), then the uid. Groups,
+    extras or a uid without a user raise :class:`ImpersonationError`."""
+    requests: list[ImpersonationRequest] = []
+    lower = [(k.lower(), v) for k, v in headers]
+    user = next((v for k, v in lower if k == IMPERSONATE_USER_HEADER.lower()), "")
+    has_user = bool(user)
+    if has_user:
+        sa = split_service_account_username(user)
+        if sa is not None:
+            requests.append(ImpersonationRequest("ServiceAccount", sa[1], namespace=sa[0]))
+        else:
+            requests.append(ImpersonationRequest("User", user))
+    groups = [v for k, v in lower if k == IMPERSONATE_GROUP_HEADER.lower()]
+    for group in groups:
+        requests.append(ImpersonationRequest("Group", group))
+    prefix = IMPERSONATE_USER_EXTRA_HEADER_PREFIX.lower()
+    has_extra = False
+    for k, v in lower:
+        if not k.startswith(prefix):
+            continue
+        has_extra = True
+        encoded = k[len(prefix) :]
+        key = _path_unescape(encoded)
+        requests.append(
+            ImpersonationRequest(
+                "UserExtra",
+                v,
+                api_version=f"{AUTHENTICATION_GROUP}/v1",
+                field_path=key if key is not None else encoded,
+            )
+        )
+    uid = next((v for k, v in lower if k == IMPERSONATE_UID_HEADER.lower()), "")
+    if uid:
+        requests.append(ImpersonationRequest("UID", uid, api_version=f"{AUTHENTICATION_GROUP}/v1"))
+    if (groups or has_extra or uid) and not has_user:
+        listed = "[" + " ".join(r.go_string() for r in requests) + "]"
+        raise ImpersonationError(f"requested {listed} without impersonating a user")
+    return requests
+
+
+def impersonation_attributes(requestor: UserInfo, req: ImpersonationRequest) -> Attributes:
+    """The ``impersonate`` check ``WithImpersonation`` makes for one request: ``users``,
+    ``groups`` and ``serviceaccounts`` (in the account's namespace) in the core group,
+    ``userextras/<key>`` and ``uids`` in ``authentication.k8s.io``."""
+    if req.kind == "ServiceAccount":
+        return Attributes(requestor, "impersonate", req.namespace, "", "", "serviceaccounts", "", req.name)
+    if req.kind == "User":
+        return Attributes(requestor, "impersonate", "", "", "", "users", "", req.name)
+    if req.kind == "Group":
+        return Attributes(requestor, "impersonate", "", "", "", "groups", "", req.name)
+    if req.kind == "UserExtra":
+        return Attributes(
+            requestor, "impersonate", "", AUTHENTICATION_GROUP, "v1", "userextras", req.field_path, req.name
+        )
+    return Attributes(requestor, "impersonate", "", AUTHENTICATION_GROUP, "v1", "uids", "", req.name)
+
+
+def impersonated_user(requests: Sequence[ImpersonationRequest], groups_specified: bool) -> UserInfo:
+    """The user ``WithImpersonation`` puts in the request once every impersonation is allowed:
+    a service account gets its fixed groups unless groups were given; every user but
+    ``system:anonymous`` gets ``system:authenticated`` (unless ``system:authenticated`` or
+    ``system:unauthenticated`` was asked for), ``system:anonymous`` gets
+    ``system:unauthenticated``."""
+    username = ""
+    groups: list[str] = []
+    extra: dict[str, list[str]] = {}
+    uid = ""
+    for r in requests:
+        if r.kind == "ServiceAccount":
+            username = f"{SERVICE_ACCOUNT_USERNAME_PREFIX}{r.namespace}:{r.name}"
+            if not groups_specified:
+                groups = [ALL_SERVICE_ACCOUNTS_GROUP, f"{SERVICE_ACCOUNT_GROUP_PREFIX}{r.namespace}"]
+        elif r.kind == "User":
+            username = r.name
+        elif r.kind == "Group":
+            groups.append(r.name)
+        elif r.kind == "UserExtra":
+            extra.setdefault(r.field_path, []).append(r.name)
+        elif r.kind == "UID":
+            uid = r.name
+    if username != ANONYMOUS_USER:
+        if not any(g in (ALL_AUTHENTICATED, ALL_UNAUTHENTICATED) for g in groups):
+            groups.append(ALL_AUTHENTICATED)
+    elif ALL_UNAUTHENTICATED not in groups:
+        groups.append(ALL_UNAUTHENTICATED)
+    return UserInfo(username, tuple(groups), uid, tuple((k, tuple(v)) for k, v in extra.items()))
 
 
 # --------------------------------------------------------------------------------------------

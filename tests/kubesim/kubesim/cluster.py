@@ -281,16 +281,7 @@ class Cluster:
     # -- admin actions (POST /kubesim/<action>, and `kubesim fault`) ------------------------
     def admin_actions(self) -> dict[str, Any]:
         def add_fault(a: dict[str, Any]) -> dict[str, Any]:
-            fid = self.faults.add(
-                a["kind"],
-                match=a.get("match"),
-                count=a.get("count"),
-                probability=float(a.get("probability", 1.0)),
-                code=int(a.get("code", 500)),
-                delay=float(a.get("delay", 0.0)),
-                message=a.get("message", ""),
-            )
-            return {"id": fid}
+            return {"id": self.faults.add_from_args(a)}  # faults.py parses the fields
 
         def pause(a: dict[str, Any]) -> dict[str, Any]:
             self.controller(a["name"]).pause()

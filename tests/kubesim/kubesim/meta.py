@@ -31,7 +31,16 @@ def parse_time(s: str) -> _dt.datetime:
 
 
 def time_plus(seconds: float) -> str:
-    t = _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=seconds)
+    """Now plus ``seconds``, as Go computes ``now.Add(time.Second * time.Duration(seconds))``
+    (``rest.BeforeDelete``): the nanosecond ``time.Duration`` is an int64 that wraps around, so
+    a huge grace period gives a timestamp within about 292 years, never an error."""
+    if isinstance(seconds, int):
+        from .gonum import wrap_int64
+
+        delta = _dt.timedelta(microseconds=wrap_int64(seconds * 10**9) // 1000)
+    else:
+        delta = _dt.timedelta(seconds=seconds)
+    t = _dt.datetime.now(_dt.UTC) + delta
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import auth, protobuf, tables
+from . import auth, builtin_schema, gonum, protobuf, tables
 from .apiserver import FIELD_VALIDATION, APIServer, ListOptions, Result, WriteOptions
 from .errors import StatusError, bad_request, internal, method_not_allowed, unauthorized
 from .faults import Faults
@@ -115,6 +115,33 @@ class HTTPFront:
     def _sa_lookup(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.api.store.peek("/serviceaccounts", namespace, name)
 
+    def impersonate(self, request: web.Request, requestor: auth.UserInfo) -> auth.UserInfo:
+        """``filters.WithImpersonation`` (``endpoints/filters/impersonation.go``): every
+        ``Impersonate-*`` header is authorized as the verb ``impersonate`` for the authenticated
+        requestor (403 as ``responsewriters.Forbidden`` words it on the first refusal), then the
+        request goes on as the impersonated user. A group, extra or uid without a user is the
+        filter's plain-text ``InternalError``."""
+        try:
+            requests = auth.impersonation_requests(list(request.headers.items()))
+        except auth.ImpersonationError as e:
+            # responsewriters.InternalError: http.Error with the HTML-sanitised text
+            text = f"Internal Server Error: {auth.go_quote(request.raw_path)}: {e}"
+            text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            raise web.HTTPInternalServerError(
+                text=text + "\n",
+                content_type="text/plain",
+                headers={"X-Content-Type-Options": "nosniff"},
+            ) from None
+        if not requests:
+            return requestor
+        for req in requests:
+            attrs = auth.impersonation_attributes(requestor, req)
+            allowed, reason = self.authz.authorize(attrs)
+            if not allowed:
+                raise auth.forbidden_error(attrs, reason)
+        groups_specified = auth.IMPERSONATE_GROUP_HEADER in request.headers
+        return auth.impersonated_user(requests, groups_specified)
+
     def authorize(self, attrs: auth.Attributes) -> None:
         allowed, reason = self.authz.authorize(attrs)
         if not allowed:
@@ -123,7 +150,7 @@ class HTTPFront:
     # -- dispatch ----------------------------------------------------------------------------
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        user = self.authenticate(request)
+        user = self.impersonate(request, self.authenticate(request))
         query = dict(request.query)
         try:
             attrs = auth.request_attributes(request.method, path, query, user)
@@ -141,7 +168,14 @@ class HTTPFront:
         return await self.resource_request(request, attrs, user)
 
     async def inject(self, attrs: auth.Attributes, user: auth.UserInfo) -> None:
-        """API faults: delay or fail requests that match (kubesim fault kinds ``latency`` and ``api``)."""
+        """API faults: delay or fail requests that match (kubesim fault kinds ``latency`` and ``api``).
+
+        A failure is a ``Status`` with the fault's code, the reason apimachinery gives that code and
+        the fault's message, its ``details`` merged in. A 429 or 503 carries ``Retry-After`` (the
+        fault's ``retry_after``, 1 second by default; any other code only when ``retry_after`` is
+        set) in the header and in ``details.retryAfterSeconds``, whole seconds as both carry it
+        (``apierrors.NewTooManyRequests``; the max-in-flight and priority-and-fairness filters).
+        """
         assert self.faults is not None
         fa = {
             "verb": attrs.verb,
@@ -170,9 +204,12 @@ class HTTPFront:
                 504: "Timeout",
             }.get(f.code, "InternalError")
             err = StatusError(f.code, reason, f.message or f"kubesim injected fault {f.id}")
-            if f.code in (429, 503):
-                err.headers["Retry-After"] = "1"
-                err.details = {"retryAfterSeconds": 1}
+            if f.details is not None:
+                err.details = dict(f.details)
+            seconds = f.retry_after_seconds()
+            if seconds is not None:
+                err.headers["Retry-After"] = str(seconds)
+                err.details = {**(err.details or {}), "retryAfterSeconds": seconds}
             raise err
 
     async def admin(self, request: web.Request, action: str) -> web.StreamResponse:
@@ -442,7 +479,7 @@ class HTTPFront:
             if ctype in ("application/yaml", "application/x-yaml"):
                 return yaml.safe_load(raw)
             if ctype in ("application/json", "", "*/*"):
-                return json.loads(raw)
+                return gonum.loads(raw)  # numbers as the Go decoder reads them
         except (ValueError, yaml.YAMLError) as e:
             raise bad_request(f"the object provided is unrecognized: {e}") from None
         raise StatusError(
@@ -464,10 +501,18 @@ class HTTPFront:
             options.update(body)
         elif raw:
             try:
-                body = json.loads(raw)
+                body = gonum.loads(raw)
             except ValueError as e:
                 raise bad_request(f"invalid DeleteOptions: {e}") from None
             if isinstance(body, dict):
+                grace = body.get("gracePeriodSeconds")
+                if grace is not None and not gonum.fits_int(grace, "int64"):
+                    number = isinstance(grace, int | float) and not isinstance(grace, bool)
+                    kind = f"number {gonum.literal(grace)}" if number else builtin_schema.json_kind(grace)
+                    raise bad_request(
+                        f"json: cannot unmarshal {kind} into Go struct field "
+                        "DeleteOptions.gracePeriodSeconds of type int64"
+                    )
                 options.update(body)
         q = request.query
         if "gracePeriodSeconds" in q:
@@ -642,10 +687,14 @@ def decode_protobuf_body(raw: bytes, api_version: str, kind: str | None) -> dict
 
 
 def _int(s: str, name: str) -> int:
+    # query parameters decode with strconv.ParseInt(s, 10, 64)
     try:
-        return int(s)
+        n = int(s)
     except ValueError:
         raise bad_request(f"invalid value for {name}: {s!r}") from None
+    if not gonum.INT64_MIN <= n <= gonum.INT64_MAX:
+        raise bad_request(f'invalid value for {name}: strconv.ParseInt: parsing "{s}": value out of range')
+    return n
 
 
 def _hash(s: str) -> str:

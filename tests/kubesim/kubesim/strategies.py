@@ -254,9 +254,101 @@ def _req(causes: list[Cause], path: str, value: Any, detail: str = "") -> bool:
     return True
 
 
+# apimachinery/pkg/util/validation/validation.go
+_MAX_INT32 = 2**31 - 1
+
+
+def _int_value(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _inclusive_range(causes: list[Cause], path: str, value: Any, lo: int, hi: int) -> None:
+    """``field.Invalid(path, value, validation.InclusiveRangeError(lo, hi))`` when out of range
+    (``IsValidPortNum``, ``IsValidUserID``, ``IsValidGroupID``, activeDeadlineSeconds)."""
+    v = _int_value(value)
+    if v is not None and not lo <= v <= hi:
+        causes.append(
+            field_error(
+                "FieldValueInvalid", path, f"must be between {lo} and {hi}, inclusive", v, show_value=True
+            )
+        )
+
+
+def _nonnegative(causes: list[Cause], path: str, value: Any) -> None:
+    """``ValidateNonnegativeField``."""
+    v = _int_value(value)
+    if v is not None and v < 0:
+        causes.append(
+            field_error("FieldValueInvalid", path, "must be greater than or equal to 0", v, show_value=True)
+        )
+
+
+def _validate_ports_and_ids(spec: JSON, path: str, causes: list[Cause]) -> None:
+    """The integer ranges of ``pkg/apis/core/validation/validation.go``: ``validateContainerPorts``
+    (containerPort required and 1-65535, a non-zero hostPort 1-65535), ``validateProbe``
+    (non-negative delays, periods and thresholds, a positive terminationGracePeriodSeconds),
+    ``ValidateSecurityContext`` / ``validatePodSpecSecurityContext`` (``IsValidUserID`` /
+    ``IsValidGroupID``: 0-2147483647) and ``ValidatePodSpec``'s activeDeadlineSeconds
+    (1-2147483647)."""
+    for key in ("containers", "initContainers"):
+        for i, c in enumerate(spec.get(key) or []):
+            if not isinstance(c, dict):
+                continue
+            cp = f"{path}.{key}[{i}]"
+            for j, port in enumerate(c.get("ports") or []):
+                if not isinstance(port, dict):
+                    continue
+                pp = f"{cp}.ports[{j}]"
+                if not port.get("containerPort"):
+                    causes.append(field_error("FieldValueRequired", f"{pp}.containerPort", ""))
+                else:
+                    _inclusive_range(causes, f"{pp}.containerPort", port.get("containerPort"), 1, 65535)
+                if port.get("hostPort"):
+                    _inclusive_range(causes, f"{pp}.hostPort", port.get("hostPort"), 1, 65535)
+            for probe_name in ("livenessProbe", "readinessProbe", "startupProbe"):
+                probe = c.get(probe_name)
+                if not isinstance(probe, dict):
+                    continue
+                pp = f"{cp}.{probe_name}"
+                for f in (
+                    "initialDelaySeconds",
+                    "timeoutSeconds",
+                    "periodSeconds",
+                    "successThreshold",
+                    "failureThreshold",
+                ):
+                    _nonnegative(causes, f"{pp}.{f}", probe.get(f))
+                tg = _int_value(probe.get("terminationGracePeriodSeconds"))
+                if tg is not None and tg <= 0:
+                    causes.append(
+                        field_error(
+                            "FieldValueInvalid",
+                            f"{pp}.terminationGracePeriodSeconds",
+                            "must be greater than 0",
+                            tg,
+                            show_value=True,
+                        )
+                    )
+            sc = c.get("securityContext")
+            if isinstance(sc, dict):
+                for f in ("runAsUser", "runAsGroup"):
+                    _inclusive_range(causes, f"{cp}.securityContext.{f}", sc.get(f), 0, _MAX_INT32)
+    psc = spec.get("securityContext")
+    if isinstance(psc, dict):
+        for f in ("runAsUser", "runAsGroup", "fsGroup"):
+            _inclusive_range(causes, f"{path}.securityContext.{f}", psc.get(f), 0, _MAX_INT32)
+        for g, gid in enumerate(psc.get("supplementalGroups") or []):
+            _inclusive_range(causes, f"{path}.securityContext.supplementalGroups[{g}]", gid, 0, _MAX_INT32)
+    if spec.get("activeDeadlineSeconds") is not None:
+        _inclusive_range(
+            causes, f"{path}.activeDeadlineSeconds", spec.get("activeDeadlineSeconds"), 1, _MAX_INT32
+        )
+
+
 def _validate_pod_spec(
     spec: JSON, path: str, causes: list[Cause], restart_policies: tuple[str, ...] | None = None
 ) -> None:
+    _validate_ports_and_ids(spec, path, causes)
     containers = spec.get("containers")
     if _req(causes, f"{path}.containers", containers):
         names: set[str] = set()
@@ -539,6 +631,17 @@ def validate(api: APIServer, rt: ResourceType, obj: JSON, old: JSON | None) -> l
                 and key[1] == "ClusterRoleBinding"
             ):
                 causes.append(field_error("FieldValueRequired", f"subjects[{i}].namespace", ""))
+    elif key == ("", "Service"):
+        # ValidateService: ports are IsValidPortNum, as is an integer targetPort and a nodePort
+        for i, port in enumerate(spec.get("ports") or []):
+            if not isinstance(port, dict):
+                continue
+            pp = f"spec.ports[{i}]"
+            _inclusive_range(causes, f"{pp}.port", port.get("port"), 1, 65535)
+            if _int_value(port.get("targetPort")) is not None and port.get("targetPort") != 0:
+                _inclusive_range(causes, f"{pp}.targetPort", port.get("targetPort"), 1, 65535)
+            if port.get("nodePort"):
+                _inclusive_range(causes, f"{pp}.nodePort", port.get("nodePort"), 1, 65535)
     elif key == ("", "Secret"):
         import base64
         import binascii

@@ -106,8 +106,10 @@ class KubeSim:
         token: str | None = None,
         timeout: float = 30,
         decode: bool = True,
+        headers: list[tuple[str, str]] | None = None,
     ) -> tuple[int, dict[str, str], Any]:
-        """A raw HTTP request as the admin (or with ``token``): (status, headers, decoded JSON or text)."""
+        """A raw HTTP request as the admin (or with ``token``): (status, headers, decoded JSON or text).
+        ``headers`` adds request headers (a name may repeat, e.g. ``Impersonate-Group``)."""
         import json
         import urllib.error
         import urllib.parse
@@ -121,10 +123,33 @@ class KubeSim:
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
         tok = token if token is not None else self.cluster.tokens.admin_token()
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        base = {"Content-Type": content_type, "Accept": "application/json"}
         if tok:
-            headers["Authorization"] = f"Bearer {tok}"
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+            base["Authorization"] = f"Bearer {tok}"
+        if headers:
+            # http.client sends a repeated header name as separate header lines (urllib cannot)
+            import http.client
+
+            parsed = urllib.parse.urlsplit(url)
+            conn = http.client.HTTPSConnection(
+                parsed.hostname or "",
+                parsed.port,
+                timeout=timeout,
+                context=self.cluster.certs.client_context(),
+            )
+            try:
+                conn.putrequest(method, parsed.path + (f"?{parsed.query}" if parsed.query else ""))
+                for name, value in [*base.items(), *headers]:
+                    conn.putheader(name, value)
+                if data is not None:
+                    conn.putheader("Content-Length", str(len(data)))
+                conn.endheaders(data)
+                resp = conn.getresponse()
+                status, hdrs, raw = resp.status, dict(resp.getheaders()), resp.read()
+            finally:
+                conn.close()
+            return self._decoded(status, hdrs, raw, decode)
+        req = urllib.request.Request(url, data=data, method=method, headers=base)
         try:
             with urllib.request.urlopen(
                 req, timeout=timeout, context=self.cluster.certs.client_context()
@@ -132,6 +157,14 @@ class KubeSim:
                 status, hdrs, raw = resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as e:
             status, hdrs, raw = e.code, dict(e.headers), e.read()
+        return self._decoded(status, hdrs, raw, decode)
+
+    @staticmethod
+    def _decoded(
+        status: int, hdrs: dict[str, str], raw: bytes, decode: bool
+    ) -> tuple[int, dict[str, str], Any]:
+        import json
+
         text = raw.decode()
         if not decode:
             return status, hdrs, text

@@ -55,7 +55,8 @@ class RetryBackoff:
     def failed(self, key: Hashable) -> float:
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
-        return float(min(self.cap, self.start * (2**n)))
+        # default_rate_limiters.go: the exponent is capped so the delay never overflows
+        return float(min(self.cap, self.start * (2.0 ** min(n, 64))))
 
     def forget(self, key: Hashable) -> None:
         self._failures.pop(key, None)
@@ -660,8 +661,14 @@ class ReplicaSetController(Controller):
         status["fullyLabeledReplicas"] = fully
         status["readyReplicas"] = sum(1 for p in filtered if is_pod_ready(p))
         status["availableReplicas"] = sum(1 for p in filtered if is_pod_available(p, min_ready))
-        conds = [c for c in status.get("conditions") or [] if c.get("type") != "ReplicaFailure"]
-        if manage_err is not None:
+        # replica_set_utils.go: calculateStatus sets ReplicaFailure only when there is none
+        # (`manageReplicasErr != nil && failureCond == nil`: later errors leave it, message and all,
+        # so a failing retry writes no status) and removes it once a sync succeeds.
+        conds = list(status.get("conditions") or [])
+        failure = next((c for c in conds if c.get("type") == "ReplicaFailure"), None)
+        if manage_err is None:
+            conds = [c for c in conds if c.get("type") != "ReplicaFailure"]
+        elif failure is None:
             conds.append(
                 {
                     "type": "ReplicaFailure",

@@ -299,7 +299,7 @@ class Scheduler(Controller):
     def _backoff_delay(self, attempts: int) -> float:
         # scheduling_queue.go: calculateBackoffDuration: initial * 2^(attempts-1), capped.
         base = self.cluster.config.scheduler_backoff
-        return float(min(base * (2 ** max(0, attempts - 1)), base * 10))
+        return float(min(base * (2.0 ** min(max(0, attempts - 1), 64)), base * 10))  # never overflows
 
     # -- the cycle ---------------------------------------------------------------------------
     async def reconcile(self, key: Hashable) -> float | None:

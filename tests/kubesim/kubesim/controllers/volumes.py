@@ -320,7 +320,7 @@ class Operations:
     def backoff(self, key: Hashable) -> float:
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
-        return float(min(self._start() * (2**n), self._max()))
+        return float(min(self._start() * (2.0 ** min(n, 64)), self._max()))  # never overflows
 
     def forget(self, key: Hashable) -> None:
         self._failures.pop(key, None)
