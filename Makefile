@@ -35,9 +35,13 @@ fmt: venv ## Format and autofix (ruff).
 typecheck: venv ## mypy --strict on the operator package.
 	$(BIN)/mypy
 
+# Test files run in parallel, one file per worker at a time (each e2e file has its own kubesim and
+# operator processes, so files are independent). PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 3
+
 .PHONY: pytest
-pytest: venv ## Run the test suite only.
-	$(BIN)/pytest $(PYTEST_ARGS)
+pytest: venv ## Run the test suite only (PYTEST_WORKERS=N files at once; PYTEST_ARGS for pytest).
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: test
 test: lint typecheck pytest ## Lint, type check and run every test (what CI runs).
@@ -47,8 +51,8 @@ manifests: venv ## Generate the CRD (crds/) from the pydantic models.
 	$(BIN)/python -m clusterresync.crdgen crds
 
 .PHONY: run
-run: venv ## Run the operator locally against $$KUBECONFIG.
-	$(BIN)/clusterresync-operator --all-namespaces --standalone
+run: venv ## Run the operator locally against $$KUBECONFIG (after `make deploy`: it needs the CRD and the Lease namespace).
+	$(BIN)/clusterresync-operator --all-namespaces
 
 .PHONY: deploy
 deploy: venv ## Install the CRD, RBAC and the operator's Deployment into the current cluster.

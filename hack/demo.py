@@ -1,7 +1,7 @@
 """`make demo`: a ClusterResync end to end on kubesim, as a newcomer would run it.
 
 1. Start kubesim (`kubesim serve`) and install the operator's manifests with `kubectl apply -k`.
-2. Start the operator as its ServiceAccount (so manifests/base/rbac.yaml is what authorizes it).
+2. Start the operator as its ServiceAccount (so the RBAC in manifests/ is what authorizes it).
 3. Create a 3-pod StatefulSet; write "primary" data into db-1's volume and stale data into the
    replicas' volumes (through `kubectl exec`, in each pod's mount namespace).
 4. Apply manifests/samples/clusterresync.yaml with kubectl and show its progress.
@@ -103,7 +103,7 @@ class Demo:
         env = dict(os.environ, KUBECONFIG=str(self.sa), CLUSTERRESYNC_LOG_FORMAT="json")
         self.procs.append(
             subprocess.Popen(
-                [str(BIN / "clusterresync-operator"), "--all-namespaces", "--standalone"],
+                [str(BIN / "clusterresync-operator"), "--all-namespaces"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -25,9 +25,12 @@ class Reason(StrEnum):
     SNAPSHOTTING = "Snapshotting"
     RESYNCING = "Resyncing"
     CLEANING_UP = "CleaningUp"
+    RETRYING = "Retrying"  # a transient API error: retried with backoff, the resync keeps its place
+    STATUS_REBUILT = "StatusRebuilt"  # the status was lost and rebuilt from the labelled objects
     # Complete
     RESYNC_SUCCEEDED = "ResyncSucceeded"
     DRY_RUN_COMPLETE = "DryRunComplete"
+    NEW_PODS_NOT_RESYNCED = "NewPodsNotResynced"  # done, but the target was scaled up meanwhile
     # Failed: preflight refusals (nothing was touched)
     TARGET_NOT_FOUND = "TargetNotFound"
     PRIMARY_NOT_FOUND = "PrimaryNotFound"
@@ -37,6 +40,7 @@ class Reason(StrEnum):
     REPLICA_NOT_IN_TARGET = "ReplicaNotInTarget"
     VOLUME_NOT_FOUND = "VolumeNotFound"
     CLAIM_NOT_BOUND = "ClaimNotBound"
+    VOLUME_NOT_PER_REPLICA = "VolumeNotPerReplica"
     PRIMARY_NOT_READY = "PrimaryNotReady"
     PRIMARY_NOT_STABLE = "PrimaryNotStable"
     NO_SNAPSHOT_CLASS = "NoSnapshotClass"
@@ -48,8 +52,29 @@ class Reason(StrEnum):
     PRIMARY_CHANGED = "PrimaryChanged"
     REPLICA_ROLLED_BACK = "ReplicaRolledBack"
     ROLLBACK_FAILED = "RollbackFailed"
-    FORBIDDEN = "Forbidden"
+    PRIMARY_PROTECTED = "PrimaryProtected"  # the adapter refused a write to the primary
+    NAME_CONFLICT = "NameConflict"  # an object the resync would adopt belongs to something else
+    TARGET_SCALED_DOWN = "TargetScaledDown"
+    TARGET_DELETED = "TargetDeleted"
+    NAMESPACE_TERMINATING = "NamespaceTerminating"
+    FORBIDDEN = "Forbidden"  # RBAC only
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    ADMISSION_DENIED = "AdmissionDenied"
+    MISSING_API = "MissingAPI"
+    API_ERROR = "APIError"  # any other refusal of the API server, with its message
     DELETED = "Deleted"
+
+
+class EventReason(StrEnum):
+    """Reasons of Events that are not condition reasons (those are posted under their Reason)."""
+
+    HOOK_SUCCEEDED = "HookSucceeded"
+    SNAPSHOTS_READY = "SnapshotsReady"
+    REPLICA_STARTED = "ReplicaStarted"
+    SWAP_STARTED = "SwapStarted"
+    REPLICA_RESYNCED = "ReplicaResynced"
+    ROLLING_BACK = "RollingBack"
+    REPLICA_FAILED = "ReplicaFailed"
 
 
 class EventType(StrEnum):

@@ -20,11 +20,19 @@ PLURAL = "clusterresyncs"
 SINGULAR = "clusterresync"
 SHORT_NAMES = ("crsync",)
 
-# Keys the operator writes on objects it creates or touches.
+# Keys the operator writes on objects it creates or touches. Identity is the uid label: the
+# operator adopts, changes or deletes an object only when it carries its resync's uid. The other
+# labels are for people (``kubectl get pv -l clusterresync.io/resync=NAME``); their values are the
+# names as they are when they fit a label value (63 characters), else cut with a hash suffix.
 LABEL_RESYNC = f"{GROUP}/resync"
+LABEL_RESYNC_UID = f"{GROUP}/resync-uid"
 LABEL_REPLICA = f"{GROUP}/replica"
 LABEL_VOLUME = f"{GROUP}/volume"
+LABEL_VOLUME_ROLE = f"{GROUP}/volume-role"  # on PersistentVolumes: "old" or "copy"
 ANNOTATION_ORIGINAL_RECLAIM_POLICY = f"{GROUP}/original-reclaim-policy"
+ANNOTATION_OLD_CLAIM_UID = f"{GROUP}/old-claim-uid"  # on an old PV: the claim it was bound to
+ANNOTATION_OLD_POD_UID = f"{GROUP}/old-pod-uid"  # on an old PV: the replica pod before the swap
+ANNOTATION_SWAPPED_AT = f"{GROUP}/swapped-at"  # on an old PV: its claim is being deleted (the swap)
 FINALIZER = f"{GROUP}/finalizer"
 
 
@@ -88,6 +96,12 @@ class ExecHook(Model):
     )
     timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
         300, description="How long the command may run before the hook counts as failed."
+    )
+    output_excerpt_bytes: Annotated[int, Field(ge=0, le=1024)] = Field(
+        0,
+        description="When the hook fails, put the last this-many bytes of its output (stdout, then stderr) in "
+        "the status message and the Event. 0 (the default): only the exit code, because a hook's output may "
+        "hold secrets that readers of the status and Events may not see otherwise. The output is never logged.",
     )
 
 
@@ -188,6 +202,7 @@ ReplicaPhase = Literal[
     "Completed",
     "RollingBack",
     "Failed",
+    "Skipped",
 ]
 
 
@@ -205,8 +220,14 @@ class PrimaryStatus(Model):
     uid: str = Field(description="Its uid when the resync began: a recreated primary has another.")
     node_name: str = Field("", description="The node it runs on.")
     restart_count: int = Field(0, description="Its containers' restarts when the resync began.")
+    target_uid: str = Field("", description="Uid of the target when the resync began.")
     claims: dict[str, str] = Field(
         default_factory=dict, description="Volume name to the primary's claim name."
+    )
+    volumes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Volume name to the PersistentVolume bound to the primary's claim. The operator never "
+        "writes to these, nor to the primary's pod and claims.",
     )
 
 
@@ -243,6 +264,9 @@ class ReplicaStatus(Model):
     started_at: str | None = Field(None, description="When work on this replica began.")
     swap_started_at: str | None = Field(None, description="When the replica went out of service.")
     completed_at: str | None = Field(None, description="When the replica was verified (or failed).")
+    reason: str | None = Field(
+        None, description="Why a Failed or Skipped replica is: a reason of docs/troubleshooting.md."
+    )
     message: str = Field("", description="What is happening, or what went wrong.")
 
 

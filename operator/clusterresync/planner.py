@@ -18,13 +18,18 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from .conditions import ConditionType, EventType, Reason
+from .conditions import ConditionType, EventReason, EventType, Reason
 from .models import (
+    ANNOTATION_OLD_CLAIM_UID,
+    ANNOTATION_OLD_POD_UID,
     ANNOTATION_ORIGINAL_RECLAIM_POLICY,
+    ANNOTATION_SWAPPED_AT,
     FINALIZER,
     LABEL_REPLICA,
     LABEL_RESYNC,
+    LABEL_RESYNC_UID,
     LABEL_VOLUME,
+    LABEL_VOLUME_ROLE,
     Condition,
     LabelSelector,
     PlannedAction,
@@ -34,7 +39,6 @@ from .models import (
     VolumeStatus,
 )
 from .state import (
-    JSON_PATCH,
     Action,
     Create,
     Delete,
@@ -54,10 +58,15 @@ from .state import (
 CondStatus = Literal["True", "False", "Unknown"]
 ACTIVE_REPLICA_PHASES = ("Restoring", "Detaching", "Swapping", "Verifying", "Finishing", "RollingBack")
 OUT_OF_SERVICE = ("Swapping", "Verifying", "RollingBack")
+# From the deletion of the replica's claims to the end of its verification or rollback.
+IN_FLIGHT = ("Swapping", "Verifying", "Finishing", "RollingBack")
+NOT_SWAPPED = ("Pending", "Restoring", "Detaching")
 FINISHED = ("Completed", "Failed")
+REPLICA_DONE = ("Completed", "Failed", "Skipped")
 # How long after a swap the operator waits for the StatefulSet controller to recreate a claim
 # before it creates the claim itself.
 CLAIM_RECREATE_GRACE_SECONDS = 30.0
+
 POLL = 2.0
 
 
@@ -83,16 +92,26 @@ def label_value(v: str) -> str:
     return dns_name(v)
 
 
-def snapshot_name(resync: str, volume: str) -> str:
-    return dns_name("crs", resync, volume)
+def uid_key(resync_uid: str) -> str:
+    """The part of generated names that identifies the resync: 16 hex digits (64 bits) of its uid.
+
+    Names are derived from the uid, never from the resync's name, so two resyncs cannot generate
+    the same name by the way their names and targets concatenate. Identity is still checked by the
+    uid label before anything is adopted (``owned``): a name is never trusted alone.
+    """
+    return resync_uid.replace("-", "").lower()[:16] or "nouid"
 
 
-def staging_claim_name(resync: str, replica: str, volume: str) -> str:
-    return dns_name("crs", resync, replica, volume)
+def snapshot_name(resync_uid: str, volume: str) -> str:
+    return dns_name("crs", uid_key(resync_uid), volume)
 
 
-def staging_job_name(resync: str, replica: str) -> str:
-    return dns_name("crs", resync, replica)
+def staging_claim_name(resync_uid: str, replica: str, volume: str) -> str:
+    return dns_name("crs", uid_key(resync_uid), replica, volume)
+
+
+def staging_job_name(resync_uid: str, replica: str) -> str:
+    return dns_name("crs", uid_key(resync_uid), replica)
 
 
 def meta(o: Obj) -> Obj:
@@ -282,14 +301,16 @@ class Builder:
 # -- entry point -----------------------------------------------------------------------------
 def plan(obs: Observed) -> Plan:
     """The next step of one ClusterResync."""
-    b = Builder(obs)
-    phase = b.status.phase
+    b = Builder(recover(obs))
     if obs.resync.deleting:
         return _deletion(b)
-    if phase in FINISHED:
-        _cleanup(b)
+    if b.status.phase in FINISHED:
+        _skip_not_swapped(b)
+        _drive_in_flight(b)
+        if not _in_flight(b):
+            _cleanup(b)
         return b.plan()
-    if phase == "Pending":
+    if b.status.phase == "Pending":
         _pending(b)
     if b.status.phase == "Preflight":
         _preflight(b)
@@ -297,9 +318,41 @@ def plan(obs: Observed) -> Plan:
         _snapshotting(b)
     if b.status.phase == "Resyncing":
         _resyncing(b)
-    if b.status.phase in FINISHED:
+    if b.status.phase in FINISHED and not _in_flight(b):
         _cleanup(b)
     return b.plan()
+
+
+def _in_flight(b: Builder) -> list[str]:
+    """Replicas between the deletion of their claims and the end of their verification or rollback."""
+    return [r.name for r in b.status.replicas if r.phase in IN_FLIGHT]
+
+
+def _skip_not_swapped(b: Builder) -> None:
+    """Once the resync has failed, a replica not swapped yet never will be: Skipped, untouched,
+    under the reason the resync failed with."""
+    failed = next(
+        (c for c in b.status.conditions if c.type == ConditionType.FAILED and c.status == "True"), None
+    )
+    if failed is None:
+        return
+    for r in b.status.replicas:
+        if r.phase in NOT_SWAPPED:
+            _skip(
+                b,
+                r,
+                Reason(failed.reason),
+                f"not swapped: the resync failed ({failed.reason}); the replica was not touched",
+            )
+
+
+def _drive_in_flight(b: Builder) -> None:
+    """A swap in flight is always carried to its end (verified, or rolled back): a failure of the
+    resync, for whatever reason, never leaves a replica half-swapped."""
+    for name in _in_flight(b):
+        _step_replica(b, name, None)
+    if _in_flight(b):
+        b.again(1.0)
 
 
 # -- Pending: one resync per target at a time ------------------------------------------------
@@ -405,6 +458,29 @@ def _preflight(b: Builder) -> None:
             f"{spec.target.kind} {spec.target.name} has no pod besides the primary {pname}",
         )
         return
+    # Every named volume is one of the target's volumeClaimTemplates: each pod has a claim of its
+    # own. A volume every pod shares (a plain persistentVolumeClaim volume in the pod template) is
+    # the primary's too: swapping it would delete the primary's data.
+    templates = {
+        str(meta(t).get("name")) for t in ((obs.target.get("spec") or {}).get("volumeClaimTemplates") or [])
+    }
+    for v in spec.volumes:
+        if v not in templates and claim_of(primary, v) is not None:
+            users = sorted(
+                {
+                    u
+                    for p in [pname, *replicas]
+                    for u in obs.claim_users.get(claim_of(obs.pods[p], v) or "", [])
+                }
+            )
+            b.fail(
+                Reason.VOLUME_NOT_PER_REPLICA,
+                f"volume {v} is not a volumeClaimTemplate of {spec.target.kind} {spec.target.name} "
+                f"(templates: {', '.join(sorted(templates)) or 'none'})"
+                + (f"; its claim is used by pods {', '.join(users)}" if users else "")
+                + ": only a volume each pod has its own claim for can be resynced; nothing was touched",
+            )
+            return
     # Every named volume is a claim on the primary and on every replica, and those claims are Bound.
     claims: dict[str, dict[str, str]] = {}
     for pod_name in [pname, *replicas]:
@@ -422,6 +498,15 @@ def _preflight(b: Builder) -> None:
             if c is None or (c.get("status") or {}).get("phase") != "Bound" or deleting(c):
                 b.fail(Reason.CLAIM_NOT_BOUND, f"claim {cn} of pod {pod_name} (volume {v}) is not Bound")
                 return
+            users = sorted(set(obs.claim_users.get(cn, [])) | {pod_name})
+            if len(users) > 1:
+                b.fail(
+                    Reason.VOLUME_NOT_PER_REPLICA,
+                    f"claim {cn} (volume {v} of pod {pod_name}) is used by pods {', '.join(users)}: "
+                    "a claim shared by several pods cannot be swapped without taking it from the others; "
+                    "nothing was touched",
+                )
+                return
             claims[pod_name][v] = cn
     # A copy mechanism exists for the claims' driver.
     for v in spec.volumes:
@@ -430,6 +515,13 @@ def _preflight(b: Builder) -> None:
         sc = obs.storage_classes.get(sc_name)
         driver = str(sc.get("provisioner", "")) if sc else ""
         if spec.method == "Snapshot":
+            if not obs.snapshot_api:
+                b.fail(
+                    Reason.MISSING_API,
+                    "the server does not serve snapshot.storage.k8s.io/v1 (no VolumeSnapshot CRDs): install the "
+                    "CSI snapshot CRDs and snapshot controller, or use method: Clone; nothing was touched",
+                )
+                return
             if _snapshot_class(b, driver) is None:
                 where = f"driver {driver}" if driver else f"claim {claims[pname][v]} (no StorageClass)"
                 named = (
@@ -466,7 +558,12 @@ def _preflight(b: Builder) -> None:
             uid=uid(primary),
             node_name=str((primary.get("spec") or {}).get("nodeName", "")),
             restart_count=restart_count(primary),
+            target_uid=uid(obs.target),
             claims=claims[pname],
+            volumes={
+                v: str((obs.claims[cn].get("spec") or {}).get("volumeName") or "")
+                for v, cn in claims[pname].items()
+            },
         ),
         replicas=[
             ReplicaStatus(name=n, volumes=[VolumeStatus(volume=v, claim=claims[n][v]) for v in spec.volumes])
@@ -525,7 +622,6 @@ def _dry_run_plan(
     b: Builder, primary: str, replicas: list[str], claims: dict[str, dict[str, str]]
 ) -> list[PlannedAction]:
     spec = b.obs.resync.spec
-    name = b.obs.resync.name
     out = []
     if spec.hooks and spec.hooks.pre_snapshot:
         out.append(
@@ -537,7 +633,7 @@ def _dry_run_plan(
         if spec.method == "Snapshot":
             out.append(
                 PlannedAction(
-                    action=f"snapshot claim {claims[primary][v]} of {primary} as VolumeSnapshot {snapshot_name(name, v)}"
+                    action=f"snapshot claim {claims[primary][v]} of {primary} as VolumeSnapshot {snapshot_name(b.obs.resync.uid, v)}"
                 )
             )
     if spec.hooks and spec.hooks.post_snapshot:
@@ -548,7 +644,7 @@ def _dry_run_plan(
             out.append(
                 PlannedAction(
                     replica=r,
-                    action=f"stage a {how} {v} in claim {staging_claim_name(name, r, v)}, then pre-bind its volume to {claims[r][v]}",
+                    action=f"stage a {how} {v} in claim {staging_claim_name(b.obs.resync.uid, r, v)}, then pre-bind its volume to {claims[r][v]}",
                 )
             )
         out.append(
@@ -577,12 +673,90 @@ def _owner(b: Builder) -> list[Obj]:
 
 
 def _labels(b: Builder, replica: str = "", volume: str = "") -> dict[str, str]:
-    out = {LABEL_RESYNC: label_value(b.obs.resync.name), "app.kubernetes.io/managed-by": "clusterresync"}
+    out = {
+        LABEL_RESYNC: label_value(b.obs.resync.name),
+        LABEL_RESYNC_UID: b.obs.resync.uid,
+        "app.kubernetes.io/managed-by": "clusterresync",
+    }
     if replica:
         out[LABEL_REPLICA] = label_value(replica)
     if volume:
         out[LABEL_VOLUME] = label_value(volume)
     return out
+
+
+def owned(b: Builder, o: Obj | None) -> bool:
+    """Whether an object carries this resync's uid: the only test for adopting, changing, deleting."""
+    return bool(o) and (meta(o).get("labels") or {}).get(LABEL_RESYNC_UID) == b.obs.resync.uid  # type: ignore[arg-type]
+
+
+def foreign(b: Builder, o: Obj | None) -> str | None:
+    """The name of another, existing ClusterResync that holds this object, or None.
+
+    A uid label of a resync that no longer exists is stale: it holds nothing.
+    """
+    held_by = (meta(o).get("labels") or {}).get(LABEL_RESYNC_UID) if o else None
+    if not held_by or held_by == b.obs.resync.uid:
+        return None
+    for other in b.obs.other_resyncs:
+        if meta(other).get("uid") == held_by:
+            return str(meta(other).get("name"))
+    return None
+
+
+def _pv_patch(
+    b: Builder,
+    pv: Obj,
+    *,
+    replica: str,
+    volume: str,
+    role: Literal["old", "copy"] | None,
+    policy: str | None = None,
+    annotations: dict[str, str | None] | None = None,
+) -> Patch:
+    """The one way the operator changes a PersistentVolume: a merge patch that carries the
+    resourceVersion it was planned from (the server refuses it with 409 if the PV changed since:
+    the reconcile then starts again from a fresh observation) and marks the PV with this resync's
+    uid (``role``) or, with ``role=None``, gives it back (its labels and annotations removed)."""
+    m = meta(pv)
+    if role is None:
+        labels: dict[str, str | None] = {
+            k: None
+            for k in (LABEL_RESYNC, LABEL_RESYNC_UID, LABEL_REPLICA, LABEL_VOLUME, LABEL_VOLUME_ROLE)
+            if k in (m.get("labels") or {})
+        }
+        notes: dict[str, str | None] = {
+            k: None
+            for k in (
+                ANNOTATION_ORIGINAL_RECLAIM_POLICY,
+                ANNOTATION_OLD_CLAIM_UID,
+                ANNOTATION_OLD_POD_UID,
+                ANNOTATION_SWAPPED_AT,
+            )
+            if k in (m.get("annotations") or {})
+        }
+    else:
+        labels = {**_labels(b, replica, volume), LABEL_VOLUME_ROLE: role}
+        labels.pop("app.kubernetes.io/managed-by", None)
+        notes = {}
+    notes.update(annotations or {})
+    body: Obj = {"metadata": {"resourceVersion": m.get("resourceVersion")}}
+    if labels:
+        body["metadata"]["labels"] = labels
+    if notes:
+        body["metadata"]["annotations"] = notes
+    if policy is not None:
+        body["spec"] = {"persistentVolumeReclaimPolicy": policy}
+    return Patch(pv_ref(str(m["name"])), body)
+
+
+def _pv_marked(b: Builder, pv: Obj, role: str) -> bool:
+    labels = meta(pv).get("labels") or {}
+    return owned(b, pv) and labels.get(LABEL_VOLUME_ROLE) == role
+
+
+def policy_of(pv: Obj | None) -> str | None:
+    return (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy") if pv else None
 
 
 def _run_hook(b: Builder, hook_name: str, on_failure: Reason) -> bool:
@@ -612,14 +786,20 @@ def _run_hook(b: Builder, hook_name: str, on_failure: Reason) -> bool:
         )
         return False
     if not outcome.ok:
-        tail = outcome.output.strip().splitlines()[-3:]
-        b.fail(
-            on_failure,
-            f"{hook_name} hook in {b.status.primary.pod_name} failed (exit code {outcome.exit_code}): {' | '.join(tail)}",
-        )
+        # The output may hold secrets: only the exit code, unless the spec opts into an excerpt.
+        why = f"exit code {outcome.exit_code}" if outcome.exit_code is not None else outcome.error
+        msg = f"{hook_name} hook in {b.status.primary.pod_name} failed ({why})"
+        if hook.output_excerpt_bytes and outcome.output:
+            excerpt = outcome.output.encode()[-hook.output_excerpt_bytes :].decode(errors="replace")
+            msg += f"; last {hook.output_excerpt_bytes} bytes of its output: {excerpt.strip()}"
+        b.fail(on_failure, msg)
         return False
     b.set(hooks_done=[*b.status.hooks_done, hook_name])
-    b.event(EventType.NORMAL, "HookSucceeded", f"{hook_name} hook in {b.status.primary.pod_name} succeeded")
+    b.event(
+        EventType.NORMAL,
+        EventReason.HOOK_SUCCEEDED,
+        f"{hook_name} hook in {b.status.primary.pod_name} succeeded",
+    )
     return True
 
 
@@ -665,7 +845,7 @@ def _snapshotting(b: Builder) -> None:
     snaps: list[SnapshotStatus] = []
     if spec.method == "Snapshot":
         for v in spec.volumes:
-            name = snapshot_name(obs.resync.name, v)
+            name = snapshot_name(obs.resync.uid, v)
             claim = b.status.primary.claims[v]
             snap = obs.snapshots.get(name)
             if snap is None:
@@ -740,23 +920,70 @@ def _snapshotting(b: Builder) -> None:
     )
     b.event(
         EventType.NORMAL,
-        "SnapshotsReady",
+        EventReason.SNAPSHOTS_READY,
         f"copies of {', '.join(spec.volumes)} from {b.status.primary.pod_name} are ready",
     )
 
 
 # -- Resyncing: the per-replica machine ------------------------------------------------------
+def _target_gone(b: Builder) -> str | None:
+    t = b.obs.target
+    spec = b.obs.resync.spec
+    if t is None:
+        return f"{spec.target.kind} {spec.target.name} was deleted"
+    if deleting(t):
+        return f"{spec.target.kind} {spec.target.name} is being deleted"
+    if b.status.primary and uid(t) and b.status.primary.target_uid and uid(t) != b.status.primary.target_uid:
+        return f"{spec.target.kind} {spec.target.name} was deleted and created again"
+    return None
+
+
+def _scaled_away(b: Builder, name: str) -> str | None:
+    """Why a replica is no longer part of the target (a scale-down), or None."""
+    t = b.obs.target
+    if t is None:
+        return None
+    tspec = t.get("spec") or {}
+    start = int((tspec.get("ordinals") or {}).get("start") or 0)
+    replicas = tspec.get("replicas")
+    count = int(replicas) if replicas is not None else 1
+    if start <= ordinal(name) < start + count:
+        return None
+    return f"{b.obs.resync.spec.target.kind} {b.obs.resync.spec.target.name} was scaled to {count} replica(s): {name} was removed"
+
+
+def _stop_cause(b: Builder) -> tuple[Reason, str] | None:
+    """Why no further replica may be started or swapped, or None. Recomputed after every replica
+    step: a replica that fails stops the next one in the same pass."""
+    gone = _target_gone(b)
+    if gone:
+        return Reason.TARGET_DELETED, gone
+    changed = _primary_changed(b)
+    if changed:
+        return Reason.PRIMARY_CHANGED, changed
+    failed = sorted(
+        (r for r in b.status.replicas if r.phase == "Failed"), key=lambda r: (r.completed_at or "", r.name)
+    )
+    if failed:
+        r = failed[0]
+        return Reason(r.reason or Reason.RESTORE_FAILED), f"replica {r.name} failed: {r.message}"
+    return None
+
+
 def _resyncing(b: Builder) -> None:
     spec = b.obs.resync.spec
-    changed = _primary_changed(b)
-    failed = [r for r in b.status.replicas if r.phase == "Failed"]
-    for r in list(b.status.replicas):
-        r = b.replica(r.name)
-        if r.phase in FINISHED:
+    for name in [r.name for r in b.status.replicas]:
+        r = b.replica(name)
+        if r.phase in REPLICA_DONE:
             continue
+        stop = _stop_cause(b)
         if r.phase == "Pending":
             active = sum(1 for x in b.status.replicas if x.phase in ACTIVE_REPLICA_PHASES)
-            if changed or failed or active >= spec.max_parallel:
+            if stop or active >= spec.max_parallel:
+                continue
+            away = _scaled_away(b, name)
+            if away:
+                _skip(b, r, Reason.TARGET_SCALED_DOWN, f"not started: {away}")
                 continue
             pod = b.obs.pods.get(r.name)
             r = r.model_copy(
@@ -768,38 +995,62 @@ def _resyncing(b: Builder) -> None:
                 }
             )
             b.put_replica(r)
-            b.event(EventType.NORMAL, "ReplicaStarted", f"re-provisioning {r.name}")
-        _step_replica(b, r.name, changed)
-    # The outcome once nothing is in flight.
+            b.event(EventType.NORMAL, EventReason.REPLICA_STARTED, f"re-provisioning {r.name}")
+        _step_replica(b, name, stop)
+    # The outcome, once nothing is in flight.
     reps = b.status.replicas
     if any(r.phase in ACTIVE_REPLICA_PHASES for r in reps):
+        # Said on every pass, so that a reason of a passing trouble (Retrying, StatusRebuilt, a
+        # refusal during a swap) gives way once the run moves again.
+        moving = [f"{r.name} {r.phase}" for r in reps if r.phase in ACTIVE_REPLICA_PHASES]
+        done_n = sum(1 for r in reps if r.phase == "Completed")
+        b.progressing(
+            Reason.RESYNCING, f"{done_n}/{len(reps)} replica(s) done; in progress: {', '.join(moving)}"
+        )
         b.again(1.0)
         return
-    if changed and any(r.phase != "Completed" for r in reps):
+    stop = _stop_cause(b)
+    bad = [r for r in reps if r.phase in ("Failed", "Skipped")]
+    if stop or bad:
+        for r in reps:
+            if r.phase == "Pending":
+                _skip(
+                    b,
+                    r,
+                    stop[0] if stop else Reason.RESTORE_FAILED,
+                    f"not started: {stop[1] if stop else ''}",
+                )
+        reps = b.status.replicas
         done = [r.name for r in reps if r.phase == "Completed"]
-        b.fail(
-            Reason.PRIMARY_CHANGED,
-            f"{changed}; stopped before touching further replicas (done: {', '.join(done) or 'none'})",
-        )
-        return
-    bad = [r for r in reps if r.phase == "Failed"]
-    if bad:
-        reason = (
-            Reason.ROLLBACK_FAILED
-            if any("rollback failed" in r.message for r in bad)
-            else (
-                Reason.RESTORE_FAILED
-                if all(r.swap_started_at is None for r in bad)
-                else Reason.REPLICA_ROLLED_BACK
-            )
-        )
-        b.fail(reason, "; ".join(f"{r.name}: {r.message}" for r in bad))
+        first = sorted(bad, key=lambda r: (r.completed_at or "", r.name))
+        reason = stop[0] if stop else Reason(first[0].reason or Reason.RESTORE_FAILED)
+        details = "; ".join(f"{r.name}: {r.message}" for r in reps if r.phase in ("Failed", "Skipped"))
+        b.fail(reason, f"{stop[1] + '; ' if stop else ''}done: {', '.join(done) or 'none'}; {details}")
         return
     if all(r.phase == "Completed" for r in reps):
-        b.complete(
-            Reason.RESYNC_SUCCEEDED,
-            f"{len(reps)} replica(s) re-provisioned from {b.status.primary.pod_name if b.status.primary else 'the primary'} and verified",
+        primary = b.status.primary.pod_name if b.status.primary else "the primary"
+        msg = f"{len(reps)} replica(s) re-provisioned from {primary} and verified"
+        known = {r.name for r in reps} | {primary}
+        since = parse_ts(b.status.started_at) if b.status.started_at else b.obs.now
+        new = sorted(
+            (
+                n
+                for n, p in b.obs.pods.items()
+                if n not in known
+                and spec.replicas is None
+                and not deleting(p)
+                and parse_ts(str(meta(p).get("creationTimestamp") or ts(b.obs.now))) >= since
+            ),
+            key=ordinal,
         )
+        if new:
+            b.complete(
+                Reason.NEW_PODS_NOT_RESYNCED,
+                f"{msg}; {', '.join(new)} joined the {spec.target.kind} after preflight and {'were' if len(new) > 1 else 'was'} "
+                "not resynced: apply another ClusterResync for them",
+            )
+            return
+        b.complete(Reason.RESYNC_SUCCEEDED, msg)
         return
     b.again(1.0)
 
@@ -845,15 +1096,34 @@ def _staging_job(b: Builder, r: ReplicaStatus) -> Obj | None:
         volumes.append(
             {
                 "name": v.volume,
-                "persistentVolumeClaim": {"claimName": staging_claim_name(obs.resync.name, r.name, v.volume)},
+                "persistentVolumeClaim": {"claimName": staging_claim_name(obs.resync.uid, r.name, v.volume)},
             }
         )
     hook = spec.hooks.restore if spec.hooks else None
+    # The Job runs as the replica runs (its pod securityContext, and its container's user and
+    # group), so the restored files are read and written as the replica's own -- and a namespace
+    # that admits the replica admits the Job. On top, what the restricted Pod Security profile asks
+    # that does not change who the process is (pod-security-admission policy/check_*.go: no
+    # privilege escalation, every capability dropped, the RuntimeDefault seccomp profile).
+    pod_sc = dict(pspec.get("securityContext") or {})
+    pod_sc.setdefault("seccompProfile", {"type": "RuntimeDefault"})
+    replica_ctr: Obj = next(iter(pspec.get("containers") or []), {})
+    ctr_sc = {
+        k: v
+        for k, v in (replica_ctr.get("securityContext") or {}).items()
+        if k in ("runAsUser", "runAsGroup", "runAsNonRoot")
+    }
     container: Obj = {
         "name": "restore",
         "image": hook.image if hook else image,
         "command": list(hook.command) if hook else ["sh", "-c", "exit 0"],
         "volumeMounts": mounts,
+        "securityContext": {
+            **ctr_sc,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
     if hook and hook.args:
         container["args"] = list(hook.args)
@@ -868,9 +1138,9 @@ def _staging_job(b: Builder, r: ReplicaStatus) -> Obj | None:
         "nodeSelector": {"kubernetes.io/hostname": hostname} if hostname else {},
         "tolerations": list(pspec.get("tolerations") or []),
     }
-    if pspec.get("securityContext"):
-        pod_spec["securityContext"] = pspec["securityContext"]
-    name = staging_job_name(obs.resync.name, r.name)
+    pod_spec["securityContext"] = pod_sc
+    pod_spec["automountServiceAccountToken"] = False
+    name = staging_job_name(obs.resync.uid, r.name)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -890,21 +1160,20 @@ def _staging_job(b: Builder, r: ReplicaStatus) -> Obj | None:
 
 def _ensure_staged(b: Builder, r: ReplicaStatus, clone: bool) -> bool:
     """Create the staging claims (and Job); True once every staging claim is Bound and the Job done."""
-    obs = b.obs
+    obs, spec = b.obs, b.obs.resync.spec
     ns = obs.resync.namespace
     all_bound = True
     for v in r.volumes:
-        sname = staging_claim_name(obs.resync.name, r.name, v.volume)
+        sname = staging_claim_name(obs.resync.uid, r.name, v.volume)
         if v.staging_claim != sname:
             r = _set_vol(b, r, v.volume, staging_claim=sname)
         staged = obs.claims.get(sname)
         if staged is None:
             replica_claim = obs.claims.get(v.claim)
             if replica_claim is None:
-                r = r.model_copy(
-                    update={"phase": "Failed", "message": f"claim {v.claim} is gone", "completed_at": b.now}
+                _fail_replica(
+                    b, r, Reason.RESTORE_FAILED, f"claim {v.claim} is gone; the replica was not touched"
                 )
-                b.put_replica(r)
                 return False
             cspec = replica_claim.get("spec") or {}
             request = ((cspec.get("resources") or {}).get("requests") or {}).get("storage", "0")
@@ -948,6 +1217,9 @@ def _ensure_staged(b: Builder, r: ReplicaStatus, clone: bool) -> bool:
             b.do(Create(pvc_ref(ns, sname), body))
             all_bound = False
             continue
+        if not owned(b, staged):
+            _name_conflict(b, r, f"claim {sname} exists")
+            return False
         if (staged.get("status") or {}).get("phase") != "Bound":
             all_bound = False
             warn = obs.claim_warnings.get(sname)
@@ -974,89 +1246,155 @@ def _ensure_staged(b: Builder, r: ReplicaStatus, clone: bool) -> bool:
             c.get("type"): c.get("status") for c in (existing.get("status") or {}).get("conditions") or []
         }
         if jcond.get("Failed") == "True" or jcond.get("FailureTarget") == "True":
-            r = r.model_copy(
-                update={
-                    "phase": "Failed",
-                    "completed_at": b.now,
-                    "message": f"staging Job {meta(job)['name']} failed: the restore did not succeed; the replica was not touched",
-                }
+            what = "the restore hook" if spec.hooks and spec.hooks.restore else "the staging Job"
+            _fail_replica(
+                b,
+                r,
+                Reason.RESTORE_FAILED,
+                f"staging Job {meta(job)['name']} failed ({what}; see kubectl describe job and its pod's logs); "
+                "the replica was not touched",
             )
-            b.put_replica(r)
             return False
         if jcond.get("Complete") != "True":
             return False
     return all_bound
 
 
-def _step_replica(b: Builder, name: str, primary_changed: str | None) -> None:
-    r = b.replica(name)
-    limit = b.obs.resync.spec.timeouts.replica_seconds
-    # Staging has not touched the replica: past the limit it is abandoned (cleanup removes the copy).
-    if (
-        r.phase in ("Restoring", "Detaching")
-        and r.started_at
-        and (b.obs.now - parse_ts(r.started_at)).total_seconds() >= limit
-    ):
-        _abandon(
-            b,
-            r,
-            f"restore not finished after {limit}s (timeouts.replicaSeconds): {r.message}; the replica was not touched",
+def _fail_replica(b: Builder, r: ReplicaStatus, reason: Reason, message: str) -> None:
+    """The one way a replica fails: its record, and a Warning Event naming it."""
+    b.put_replica(
+        b.replica(r.name).model_copy(
+            update={"phase": "Failed", "completed_at": b.now, "reason": str(reason), "message": message}
         )
-        return
+    )
+    b.event(EventType.WARNING, EventReason.REPLICA_FAILED, f"{r.name}: {reason}: {message}")
+
+
+def _skip(b: Builder, r: ReplicaStatus, reason: Reason, message: str) -> None:
+    """A replica that was not swapped and will not be: untouched (its copy, if any, is discarded)."""
+    b.put_replica(
+        b.replica(r.name).model_copy(
+            update={"phase": "Skipped", "completed_at": b.now, "reason": str(reason), "message": message}
+        )
+    )
+
+
+def _kept(b: Builder, r: ReplicaStatus) -> str:
+    """Where the volumes of a swapped replica are, as observed, for a message."""
+
+    def where(name: str | None, what: str) -> str:
+        pv = b.obs.pvs.get(name or "")
+        if pv is None:
+            return f"{what} {name or '(none)'} is gone"
+        phase = (pv.get("status") or {}).get("phase", "")
+        return f"{what} {name} is kept ({phase}, reclaim policy {policy_of(pv)})"
+
+    parts = []
+    for v in r.volumes:
+        c = b.obs.claims.get(v.claim)
+        bound = (c.get("spec") or {}).get("volumeName") if c else None
+        on = f"claim {v.claim} is bound to {bound}" if bound else f"claim {v.claim} is not bound"
+        parts.append(f"{v.volume}: {where(v.old_pv, 'old volume')}, {where(v.new_pv, 'copy')}, {on}")
+    return "; ".join(parts)
+
+
+def _step_replica(b: Builder, name: str, stop: tuple[Reason, str] | None) -> None:
+    """One replica's next step. ``stop``: why no replica may be swapped any more (the ones in
+    flight are carried to their end; the ones not swapped yet are skipped)."""
+    r = b.replica(name)
+    spec = b.obs.resync.spec
+    limit = spec.timeouts.replica_seconds
+    if r.phase in NOT_SWAPPED and r.phase != "Pending":
+        away = _scaled_away(b, name)
+        if away or stop:
+            _skip(
+                b,
+                r,
+                Reason.TARGET_SCALED_DOWN if away else stop[0] if stop else Reason.RESTORE_FAILED,
+                f"not swapped: {away or (stop[1] if stop else '')}; the replica was not touched",
+            )
+            return
+        # Staging may take replicaSeconds, plus the restore hook's own time limit when there is one.
+        hook = spec.hooks.restore if spec.hooks else None
+        staging_limit = limit + (hook.timeout_seconds if hook else 0)
+        if r.started_at and (b.obs.now - parse_ts(r.started_at)).total_seconds() >= staging_limit:
+            _fail_replica(
+                b,
+                r,
+                Reason.RESTORE_FAILED,
+                f"restore not finished after {staging_limit}s (timeouts.replicaSeconds"
+                + (" + hooks.restore.timeoutSeconds" if hook else "")
+                + f"): {r.message}; the replica was not touched",
+            )
+            return
+    if r.phase in ("Swapping", "Verifying", "RollingBack"):
+        # Without a target (deleted, or this replica scaled away) nothing will recreate the pod:
+        # stop here, touch nothing more, keep both volumes.
+        gone = _target_gone(b)
+        away = _scaled_away(b, name)
+        if gone or away:
+            _fail_replica(
+                b,
+                r,
+                Reason.TARGET_DELETED if gone else Reason.TARGET_SCALED_DOWN,
+                f"{gone or away} during its swap; {_kept(b, r)}; see docs/troubleshooting.md#"
+                + ("targetdeleted" if gone else "targetscaleddown"),
+            )
+            return
     if (
         r.phase == "RollingBack"
         and r.swap_started_at
         and (b.obs.now - parse_ts(r.swap_started_at)).total_seconds() >= 2 * limit
     ):
-        b.put_replica(
-            r.model_copy(
-                update={
-                    "phase": "Failed",
-                    "completed_at": b.now,
-                    "message": f"rollback failed: not back on its old volume(s) {', '.join(v.old_pv or '' for v in r.volumes)} "
-                    f"after {2 * limit}s; they are kept (reclaim policy Retain); see docs/troubleshooting.md#RollbackFailed",
-                }
-            )
-        )
-        b.event(
-            EventType.WARNING,
+        _fail_replica(
+            b,
+            r,
             Reason.ROLLBACK_FAILED,
-            f"{r.name}: rollback did not complete; manual action needed",
+            f"rollback failed: not back on its old volume(s) after {2 * limit}s; {_kept(b, r)}; "
+            "see docs/troubleshooting.md#rollbackfailed",
         )
         return
     if r.phase == "Restoring":
-        if primary_changed:
-            _abandon(b, r, f"not started: {primary_changed}")
+        if not _ensure_staged(b, b.replica(name), clone=spec.method == "Clone"):
             return
-        if _ensure_staged(b, b.replica(name), clone=b.obs.resync.spec.method == "Clone"):
-            r = b.replica(name).model_copy(
+        if b.replica(name).phase != "Restoring":
+            return
+        b.put_replica(
+            b.replica(name).model_copy(
                 update={
                     "phase": "Detaching",
                     "message": "detaching the restored volumes and pre-binding them",
                 }
             )
-            b.put_replica(r)
-        else:
-            return
+        )
     if b.replica(name).phase == "Detaching":
-        if primary_changed:
-            _abandon(b, b.replica(name), f"not swapped: {primary_changed}")
-            return
         if not _detach(b, b.replica(name)):
             return
-        if not _retain_old(b, b.replica(name)):
+        if b.replica(name).phase != "Detaching" or not _retain_old(b, b.replica(name)):
+            return
+        if b.replica(name).phase != "Detaching":
+            return
+        # The last check before the replica goes out of service: nothing has stopped the run.
+        stop = _stop_cause(b)
+        if stop:
+            _skip(b, b.replica(name), stop[0], f"not swapped: {stop[1]}; the replica was not touched")
             return
         pod = b.obs.pods.get(name)
-        r = b.replica(name).model_copy(
-            update={
-                "phase": "Swapping",
-                "swap_started_at": b.now,
-                "old_pod_uid": uid(pod) or None,
-                "message": "swapping: deleting the old claims and pod",
-            }
+        b.put_replica(
+            b.replica(name).model_copy(
+                update={
+                    "phase": "Swapping",
+                    "swap_started_at": b.now,
+                    "old_pod_uid": uid(pod) or None,
+                    "message": "swapping: deleting the old claims and pod",
+                }
+            )
         )
-        b.put_replica(r)
-        b.event(EventType.NORMAL, "SwapStarted", f"{name} is out of service while its volumes are swapped")
+        b.event(
+            EventType.NORMAL,
+            EventReason.SWAP_STARTED,
+            f"{name} is out of service while its volumes are swapped",
+        )
     if b.replica(name).phase == "Swapping":
         if not _swap(b, b.replica(name)):
             return
@@ -1081,33 +1419,37 @@ def _detach(b: Builder, r: ReplicaStatus) -> bool:
     obs = b.obs
     ns = obs.resync.namespace
     done = True
-    job_name = staging_job_name(obs.resync.name, r.name)
+    job_name = staging_job_name(obs.resync.uid, r.name)
     for v in r.volumes:
         assert v.new_pv and v.staging_claim
         pv = obs.pvs.get(v.new_pv)
         if pv is None:
-            r = r.model_copy(
-                update={
-                    "phase": "Failed",
-                    "completed_at": b.now,
-                    "message": f"restored volume {v.new_pv} disappeared; the replica was not touched",
-                }
+            _fail_replica(
+                b,
+                r,
+                Reason.RESTORE_FAILED,
+                f"restored volume {v.new_pv} disappeared; the replica was not touched",
             )
-            b.put_replica(r)
             return False
-        policy = (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy")
+        holder = foreign(b, pv)
+        if holder:
+            _name_conflict(b, r, f"restored volume {v.new_pv} is held by ClusterResync {holder}")
+            return False
+        policy = policy_of(pv)
         original = v.new_pv_reclaim_policy
         if original is None:
             original = (meta(pv).get("annotations") or {}).get(ANNOTATION_ORIGINAL_RECLAIM_POLICY) or policy
             r = _set_vol(b, r, v.volume, new_pv_reclaim_policy=original)
-        if policy != "Retain":
+        if policy != "Retain" or not _pv_marked(b, pv, "copy"):
             b.do(
-                Patch(
-                    pv_ref(v.new_pv),
-                    {
-                        "metadata": {"annotations": {ANNOTATION_ORIGINAL_RECLAIM_POLICY: original}},
-                        "spec": {"persistentVolumeReclaimPolicy": "Retain"},
-                    },
+                _pv_patch(
+                    b,
+                    pv,
+                    replica=r.name,
+                    volume=v.volume,
+                    role="copy",
+                    policy="Retain",
+                    annotations={ANNOTATION_ORIGINAL_RECLAIM_POLICY: original},
                 )
             )
             done = False
@@ -1124,25 +1466,32 @@ def _detach(b: Builder, r: ReplicaStatus) -> bool:
         ref = (pv.get("spec") or {}).get("claimRef") or {}
         prebound = ref.get("name") == v.claim and ref.get("namespace") == ns and not ref.get("uid")
         if phase == "Released" or (ref and not prebound and ref.get("name") == v.staging_claim):
-            b.do(_prebind_patch(pv, ns, v.claim))
+            b.do(_prebind_patch(b, pv, ns, v.claim))
             done = False
         elif not prebound or phase != "Available":
             done = False
     return done
 
 
-def _prebind_patch(pv: Obj, ns: str, claim: str) -> Patch:
-    """Point claimRef at a claim name with no uid: the PV is pre-bound (pv_controller syncVolume)."""
-    ops: list[Obj] = [{"op": "test", "path": "/metadata/uid", "value": uid(pv)}]
-    ref = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": claim}
-    ops.append(
-        {
-            "op": "add" if not (pv.get("spec") or {}).get("claimRef") else "replace",
-            "path": "/spec/claimRef",
-            "value": ref,
-        }
-    )
-    return Patch(pv_ref(meta(pv)["name"]), ops, JSON_PATCH)
+def _prebind_patch(b: Builder, pv: Obj, ns: str, claim: str) -> Patch:
+    """Point claimRef at a claim name with no uid: the PV is pre-bound (pv_controller syncVolume).
+
+    A merge patch with the observed resourceVersion: if the binder moved the PV on meanwhile, the
+    server answers 409 and the step is planned again from what is there now. Only a PV of this
+    resync is ever pre-bound.
+    """
+    assert owned(b, pv), f"pre-binding {meta(pv).get('name')}, which this resync does not hold"
+    ref = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "namespace": ns,
+        "name": claim,
+        "uid": None,
+        "resourceVersion": None,
+        "fieldPath": None,
+    }
+    body = {"metadata": {"resourceVersion": meta(pv).get("resourceVersion")}, "spec": {"claimRef": ref}}
+    return Patch(pv_ref(meta(pv)["name"]), body)
 
 
 def _retain_old(b: Builder, r: ReplicaStatus) -> bool:
@@ -1152,41 +1501,61 @@ def _retain_old(b: Builder, r: ReplicaStatus) -> bool:
     for v in r.volumes:
         claim = obs.claims.get(v.claim)
         if claim is None or deleting(claim):
-            r = r.model_copy(
-                update={
-                    "phase": "Failed",
-                    "completed_at": b.now,
-                    "message": f"claim {v.claim} vanished before the swap; nothing was swapped",
-                }
+            _fail_replica(
+                b, r, Reason.RESTORE_FAILED, f"claim {v.claim} vanished before the swap; nothing was swapped"
             )
-            b.put_replica(r)
             return False
         pv_name = str((claim.get("spec") or {}).get("volumeName") or "")
         pv = obs.pvs.get(pv_name)
         if pv is None:
             done = False
             continue
+        holder = foreign(b, pv)
+        if holder:
+            _name_conflict(
+                b,
+                r,
+                f"volume {pv_name} of claim {v.claim} is held by ClusterResync {holder} (a volume it kept); "
+                f"delete ClusterResync {holder} first -- its volumes stay, and are then free",
+            )
+            return False
         if v.old_pv is None:
-            policy = (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy")
+            policy = policy_of(pv)
             original = (meta(pv).get("annotations") or {}).get(ANNOTATION_ORIGINAL_RECLAIM_POLICY) or policy
             r = _set_vol(
                 b, r, v.volume, old_pv=pv_name, old_pv_reclaim_policy=original, old_claim_uid=uid(claim)
             )
             v = next(x for x in r.volumes if x.volume == v.volume)
-        if (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy") != "Retain":
+        if policy_of(pv) != "Retain" or not _pv_marked(b, pv, "old"):
+            pod = obs.pods.get(r.name)
             b.do(
-                Patch(
-                    pv_ref(pv_name),
-                    {
-                        "metadata": {
-                            "annotations": {ANNOTATION_ORIGINAL_RECLAIM_POLICY: v.old_pv_reclaim_policy}
-                        },
-                        "spec": {"persistentVolumeReclaimPolicy": "Retain"},
+                _pv_patch(
+                    b,
+                    pv,
+                    replica=r.name,
+                    volume=v.volume,
+                    role="old",
+                    policy="Retain",
+                    annotations={
+                        ANNOTATION_ORIGINAL_RECLAIM_POLICY: v.old_pv_reclaim_policy,
+                        ANNOTATION_OLD_CLAIM_UID: v.old_claim_uid,
+                        ANNOTATION_OLD_POD_UID: uid(pod) or None,
                     },
                 )
             )
             done = False
     return done
+
+
+def _name_conflict(b: Builder, r: ReplicaStatus, why: str) -> None:
+    """An object this replica's resync would adopt or change belongs to something else: hands off.
+    (Only replicas not yet swapped get here: the replica is not touched and the run stops.)"""
+    _fail_replica(
+        b,
+        r,
+        Reason.NAME_CONFLICT,
+        f"{why}: it is not this resync's (uid {b.obs.resync.uid}); it was not touched",
+    )
 
 
 def _swap(b: Builder, r: ReplicaStatus) -> bool:
@@ -1197,6 +1566,20 @@ def _swap(b: Builder, r: ReplicaStatus) -> bool:
     for v in r.volumes:
         c = obs.claims.get(v.claim)
         if c is not None and uid(c) == v.old_claim_uid and not deleting(c):
+            # The old volume says it was swapped before its claim goes, so that a status lost
+            # from here on can be rebuilt from the volumes (``recover``).
+            old = obs.pvs.get(v.old_pv or "")
+            if old is not None and ANNOTATION_SWAPPED_AT not in (meta(old).get("annotations") or {}):
+                b.do(
+                    _pv_patch(
+                        b,
+                        old,
+                        replica=r.name,
+                        volume=v.volume,
+                        role="old",
+                        annotations={ANNOTATION_SWAPPED_AT: r.swap_started_at or b.now},
+                    )
+                )
             b.do(Delete(pvc_ref(ns, v.claim), uid=v.old_claim_uid))
             claims_going = False
     if not claims_going:
@@ -1236,7 +1619,7 @@ def _verify(b: Builder, r: ReplicaStatus) -> None:
                 }
             )
             b.put_replica(r)
-            b.event(EventType.WARNING, "RollingBack", f"{r.name}: {r.message}")
+            b.event(EventType.WARNING, EventReason.ROLLING_BACK, f"{r.name}: {r.message}")
             return
         if (c.get("status") or {}).get("phase") != "Bound":
             ok = False
@@ -1261,7 +1644,7 @@ def _verify(b: Builder, r: ReplicaStatus) -> None:
             }
         )
         b.put_replica(r)
-        b.event(EventType.WARNING, "RollingBack", f"{r.name}: {r.message}")
+        b.event(EventType.WARNING, EventReason.ROLLING_BACK, f"{r.name}: {r.message}")
         return
     b.put_replica(r.model_copy(update={"message": "; ".join(problems)}))
 
@@ -1285,76 +1668,69 @@ def _claim_for(b: Builder, r: ReplicaStatus, volume: str, claim: str, pv_name: s
 
 
 def _finish(b: Builder, r: ReplicaStatus) -> None:
-    """Stage 6: the new volume gets its own reclaim policy back; the old one is kept or deleted."""
+    """Stage 6: the replica is verified on the copy. The copy gets its own reclaim policy back and
+    is given back (an ordinary volume again); the old volume is kept, or only now given Delete."""
     spec = b.obs.resync.spec
     done = True
     for v in r.volumes:
         new = b.obs.pvs.get(v.new_pv or "")
-        if new is not None:
-            want = v.new_pv_reclaim_policy or "Delete"
-            if (new.get("spec") or {}).get(
-                "persistentVolumeReclaimPolicy"
-            ) != want or ANNOTATION_ORIGINAL_RECLAIM_POLICY in (meta(new).get("annotations") or {}):
-                b.do(
-                    Patch(
-                        pv_ref(meta(new)["name"]),
-                        {
-                            "metadata": {"annotations": {ANNOTATION_ORIGINAL_RECLAIM_POLICY: None}},
-                            "spec": {"persistentVolumeReclaimPolicy": want},
-                        },
-                    )
+        if new is not None and owned(b, new):
+            b.do(
+                _pv_patch(
+                    b,
+                    new,
+                    replica=r.name,
+                    volume=v.volume,
+                    role=None,
+                    policy=v.new_pv_reclaim_policy or "Delete",
                 )
-                done = False
+            )
+            done = False
         old = b.obs.pvs.get(v.old_pv or "")
-        if old is None:
+        if old is None or not owned(b, old):
             continue
-        if spec.old_volumes == "Retain":
-            labels = meta(old).get("labels") or {}
-            want_labels = {
-                LABEL_RESYNC: label_value(b.obs.resync.name),
-                LABEL_REPLICA: label_value(r.name),
-                LABEL_VOLUME: label_value(v.volume),
-            }
-            if any(labels.get(k) != val for k, val in want_labels.items()):
-                b.do(Patch(pv_ref(meta(old)["name"]), {"metadata": {"labels": want_labels}}))
-                done = False
-        elif (old.get("spec") or {}).get("persistentVolumeReclaimPolicy") != "Delete":
-            # Released with policy Delete: the PV controller deletes the volume and its data.
-            b.do(Patch(pv_ref(meta(old)["name"]), {"spec": {"persistentVolumeReclaimPolicy": "Delete"}}))
+        if spec.old_volumes == "Delete" and policy_of(old) != "Delete":
+            # The only place an old volume is given Delete: its replica was verified on the copy.
+            # Released with policy Delete, the PV controller deletes the volume and its data.
+            b.do(_pv_patch(b, old, replica=r.name, volume=v.volume, role="old", policy="Delete"))
             done = False
     if done:
+        kept = "retained" if spec.old_volumes == "Retain" else "deleted"
+        olds = ", ".join(v.old_pv or "" for v in r.volumes)
         b.put_replica(
             r.model_copy(
                 update={
                     "phase": "Completed",
                     "completed_at": b.now,
-                    "message": f"running on the restored volume(s) {', '.join(v.new_pv or '' for v in r.volumes)}; old volume(s) {'retained' if spec.old_volumes == 'Retain' else 'deleted'}: {', '.join(v.old_pv or '' for v in r.volumes)}",
+                    "message": f"running on the restored volume(s) {', '.join(v.new_pv or '' for v in r.volumes)}; old volume(s) {kept}: {olds}",
                 }
             )
         )
         b.event(
             EventType.NORMAL,
-            "ReplicaResynced",
-            f"{r.name} runs on a copy of the primary; old volumes {', '.join(v.old_pv or '' for v in r.volumes)} {'retained' if spec.old_volumes == 'Retain' else 'deleted'}",
+            EventReason.REPLICA_RESYNCED,
+            f"{r.name} runs on a copy of the primary; old volumes {olds} {kept}",
         )
 
 
 def _rollback(b: Builder, r: ReplicaStatus) -> None:
-    """Put the replica back on its old volumes with the same primitive: pre-bind, then swap."""
+    """Put the replica back on its old volumes with the same primitive: pre-bind, then swap.
+
+    Both volumes stay with reclaim policy Retain whatever happens: the replica was not verified on
+    the copy, so the old volume keeps its data; the copy's claim was deleted, so the copy is kept.
+    """
     obs = b.obs
     ns = obs.resync.namespace
     settled = True
     for v in r.volumes:
         old = obs.pvs.get(v.old_pv or "")
-        if old is None:
-            b.put_replica(
-                r.model_copy(
-                    update={
-                        "phase": "Failed",
-                        "completed_at": b.now,
-                        "message": f"rollback failed: old volume {v.old_pv} is gone",
-                    }
-                )
+        if old is None or not owned(b, old):
+            _fail_replica(
+                b,
+                r,
+                Reason.ROLLBACK_FAILED,
+                f"rollback failed: old volume {v.old_pv} is gone or no longer this resync's; {_kept(b, r)}; "
+                "see docs/troubleshooting.md#rollbackfailed",
             )
             return
         c = obs.claims.get(v.claim)
@@ -1366,8 +1742,8 @@ def _rollback(b: Builder, r: ReplicaStatus) -> None:
             continue
         settled = False
         ref = (old.get("spec") or {}).get("claimRef") or {}
-        if ref.get("uid") or ref.get("name") != v.claim:
-            b.do(_prebind_patch(old, ns, v.claim))
+        if ref.get("uid") or ref.get("name") != v.claim or ref.get("namespace") != ns:
+            b.do(_prebind_patch(b, old, ns, v.claim))
             continue
         if c is not None and not deleting(c):
             b.do(Delete(pvc_ref(ns, v.claim), uid=uid(c)))
@@ -1382,28 +1758,25 @@ def _rollback(b: Builder, r: ReplicaStatus) -> None:
         return
     if not pod_ready(pod):
         return
-    b.put_replica(
-        r.model_copy(
-            update={
-                "phase": "Failed",
-                "completed_at": b.now,
-                "message": f"rolled back: {r.name} runs on its old volume(s) {', '.join(v.old_pv or '' for v in r.volumes)} again; {r.message}",
-            }
-        )
+    olds = ", ".join(v.old_pv or "" for v in r.volumes)
+    news = ", ".join(v.new_pv or "" for v in r.volumes)
+    _fail_replica(
+        b,
+        r,
+        Reason.REPLICA_ROLLED_BACK,
+        f"rolled back: {r.name} runs on its old volume(s) {olds} again (kept with reclaim policy Retain); "
+        f"the copy {news} is kept (Retain) too; why: {r.message}",
     )
-    b.event(EventType.WARNING, Reason.REPLICA_ROLLED_BACK, f"{r.name} rolled back to its old volumes")
-
-
-def _abandon(b: Builder, r: ReplicaStatus, why: str) -> None:
-    """A replica that was not swapped: mark it failed; cleanup removes what was staged for it."""
-    b.put_replica(r.model_copy(update={"phase": "Failed", "completed_at": b.now, "message": why}))
 
 
 # -- cleanup: temporary objects go on completion, failure and deletion ------------------------
 def _cleanup(b: Builder) -> bool:
-    """Remove what the resync created and undo what it changed on volumes it did not swap in.
+    """Remove what the resync created and give back what it changed on replicas it did not swap.
 
-    Returns True once nothing is left to do.
+    A volume's fate is decided once, here and in ``_finish``: a replica that was never swapped
+    (its claims never deleted) gets its old volume back as it was and its copy discarded; a
+    replica verified on the copy keeps the copy (``_finish``); any other swapped replica keeps
+    both volumes, with reclaim policy Retain. Returns True once nothing is left to do.
     """
     obs = b.obs
     ns = obs.resync.namespace
@@ -1413,44 +1786,38 @@ def _cleanup(b: Builder) -> bool:
         if not deleting(job):
             b.do(Delete(job_ref(ns, name), uid=uid(job)))
     for r in b.status.replicas:
-        if r.phase in ("Swapping", "Verifying", "Finishing", "RollingBack"):
+        if r.phase in IN_FLIGHT:
             clean = False  # never cleaned under a swap in flight
             continue
-        swapped = r.phase == "Completed"
+        if r.swap_started_at is not None:
+            continue  # swapped: verified (the copy is the replica's), or both volumes kept
         for v in r.volumes:
             staged = obs.claims.get(v.staging_claim or "")
-            # An old volume kept for a swap that never happened, or that the replica was rolled back
-            # onto, gets its own policy back -- only once it is Bound again: a Released old volume
-            # (a failed rollback) keeps Retain, or its data would go with it.
+            staged = staged if owned(b, staged) else None
+            # The old volume of a swap that never happened gets its own policy back -- only once
+            # it is Bound again to its claim (a Released old volume keeps Retain, with its data).
             old = obs.pvs.get(v.old_pv or "")
             if (
-                not swapped
-                and old is not None
-                and v.old_pv_reclaim_policy
+                old is not None
+                and owned(b, old)
                 and (old.get("status") or {}).get("phase") == "Bound"
-                and (old.get("spec") or {}).get("persistentVolumeReclaimPolicy") != v.old_pv_reclaim_policy
+                and ((old.get("spec") or {}).get("claimRef") or {}).get("uid") == v.old_claim_uid
             ):
                 b.do(
-                    Patch(
-                        pv_ref(meta(old)["name"]),
-                        {
-                            "metadata": {"annotations": {ANNOTATION_ORIGINAL_RECLAIM_POLICY: None}},
-                            "spec": {"persistentVolumeReclaimPolicy": v.old_pv_reclaim_policy},
-                        },
+                    _pv_patch(
+                        b, old, replica=r.name, volume=v.volume, role=None, policy=v.old_pv_reclaim_policy
                     )
                 )
                 clean = False
-            if swapped:
-                continue
             # A restored copy that was not swapped in is deleted with its data.
             new = obs.pvs.get(v.new_pv or "")
-            if new is not None:
+            if new is not None and (owned(b, new) or staged is not None):
                 clean = False
                 _discard_copy(
                     b,
                     r,
                     v.volume,
-                    v.staging_claim or staging_claim_name(obs.resync.name, r.name, v.volume),
+                    v.staging_claim or staging_claim_name(obs.resync.uid, r.name, v.volume),
                     new,
                     staged,
                 )
@@ -1461,9 +1828,7 @@ def _cleanup(b: Builder) -> bool:
     # Staging claims of replicas the status does not know yet (a crash before it was written).
     known = {v.staging_claim for r in b.status.replicas for v in r.volumes}
     for cname, c in obs.claims.items():
-        if (meta(c).get("labels") or {}).get(LABEL_RESYNC) == label_value(
-            obs.resync.name
-        ) and cname not in known:
+        if owned(b, c) and cname not in known:
             clean = False
             if not deleting(c):
                 b.do(Delete(pvc_ref(ns, cname), uid=uid(c)))
@@ -1486,6 +1851,7 @@ def _discard_copy(
     A pre-bound or Released volume is bound again to its staging claim name, that claim is made
     (it binds to the volume, never provisions), the volume's reclaim policy becomes Delete, and the
     claim is deleted: the PV controller then deletes the volume and its data (``reclaimVolume``).
+    Only called for a replica whose claims were never deleted.
     """
     ns = b.obs.resync.namespace
     spec = pv.get("spec") or {}
@@ -1497,15 +1863,7 @@ def _discard_copy(
         and (staged.get("status") or {}).get("phase") == "Bound"
     ):
         if spec.get("persistentVolumeReclaimPolicy") != "Delete":
-            b.do(
-                Patch(
-                    pv_ref(name),
-                    {
-                        "metadata": {"annotations": {ANNOTATION_ORIGINAL_RECLAIM_POLICY: None}},
-                        "spec": {"persistentVolumeReclaimPolicy": "Delete"},
-                    },
-                )
-            )
+            b.do(_pv_patch(b, pv, replica=r.name, volume=volume, role="copy", policy="Delete"))
         elif not deleting(staged):
             b.do(Delete(pvc_ref(ns, staging), uid=uid(staged)))
         return
@@ -1513,9 +1871,11 @@ def _discard_copy(
         if not deleting(staged) and (staged.get("status") or {}).get("phase") == "Bound":
             b.do(Delete(pvc_ref(ns, staging), uid=uid(staged)))
         return
+    if not owned(b, pv):
+        return
     if ref.get("name") != staging or ref.get("uid"):
         if (pv.get("status") or {}).get("phase") in ("Available", "Released"):
-            b.do(_prebind_patch(pv, ns, staging))
+            b.do(_prebind_patch(b, pv, ns, staging))
         return
     body = {
         "apiVersion": "v1",
@@ -1539,28 +1899,70 @@ def _discard_copy(
 
 # -- deletion mid-run ------------------------------------------------------------------------
 def _deletion(b: Builder) -> Plan:
-    """Deleting a ClusterResync: finish or roll back the swap in flight, clean up, then let it go."""
-    in_flight = False
+    """Deleting a ClusterResync: finish or roll back the swap in flight, clean up, then let it go.
+
+    When the namespace itself is being deleted, nothing will recreate a replica's pod or claim and
+    nothing can be created there: swaps in flight stop where they are with both volumes kept, no
+    volume is left pre-bound to a claim of the dying namespace, and the finalizer goes at once so
+    that the namespace is not blocked.
+    """
+    terminating = b.obs.namespace_terminating
     for r in list(b.status.replicas):
-        if r.phase in ("Swapping", "Verifying", "Finishing", "RollingBack"):
-            in_flight = True
-            _step_replica(b, r.name, None)
-        elif r.phase in ("Pending", "Restoring", "Detaching"):
-            _abandon(b, r, "not swapped: the ClusterResync was deleted")
-    if in_flight or any(
-        r.phase in ("Swapping", "Verifying", "Finishing", "RollingBack") for r in b.status.replicas
-    ):
+        if r.phase in IN_FLIGHT:
+            if terminating:
+                _fail_replica(
+                    b,
+                    r,
+                    Reason.NAMESPACE_TERMINATING,
+                    f"namespace {b.obs.resync.namespace} deleted during its swap; {_kept(b, r)}",
+                )
+            else:
+                _step_replica(b, r.name, None)
+        elif r.phase in NOT_SWAPPED:
+            _skip(b, r, Reason.DELETED, "not swapped: the ClusterResync was deleted")
+    if _in_flight(b):
         b.progressing(Reason.CLEANING_UP, "deleted: finishing the swap in flight before cleaning up")
         b.again(1.0)
         return b.plan()
     if b.status.phase not in FINISHED:
-        b.fail(
-            Reason.DELETED,
-            "the ClusterResync was deleted before it finished; swaps in flight were completed or rolled back",
-        )
+        if terminating:
+            b.fail(
+                Reason.NAMESPACE_TERMINATING,
+                f"namespace {b.obs.resync.namespace} is being deleted; volumes this resync changed are kept "
+                f"with reclaim policy Retain (kubectl get pv -l {LABEL_RESYNC_UID}={b.obs.resync.uid})",
+            )
+        else:
+            b.fail(
+                Reason.DELETED,
+                "the ClusterResync was deleted before it finished; swaps in flight were completed or rolled back",
+            )
+    if terminating:
+        return b.plan(remove_finalizer=_unbind_from_namespace(b))
     if not _cleanup(b):
         return b.plan()
     return b.plan(remove_finalizer=True)
+
+
+def _unbind_from_namespace(b: Builder) -> bool:
+    """No volume of this resync stays pre-bound to a claim of a namespace being deleted (the
+    namespace controller deletes the claims and objects themselves). Its claimRef gets a uid no
+    claim has (this resync's): the PV controller sees the claim gone and the volume Released,
+    and with reclaim policy Retain it stays so, data kept, bindable by no claim until an admin
+    decides (pv_controller.go syncVolume: a claimRef whose claim is not found is released).
+    Removing the claimRef instead would make the copy Available to any matching claim of any
+    namespace. True once no such volume is left."""
+    ns = b.obs.resync.namespace
+    done = True
+    for pv in b.obs.pvs.values():
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        if owned(b, pv) and ref.get("namespace") == ns and not ref.get("uid"):
+            body = {
+                "metadata": {"resourceVersion": meta(pv).get("resourceVersion")},
+                "spec": {"claimRef": {"uid": b.obs.resync.uid}, "persistentVolumeReclaimPolicy": "Retain"},
+            }
+            b.do(Patch(pv_ref(meta(pv)["name"]), body))
+            done = False
+    return done
 
 
 def finalizers_of(obj: Obj) -> Iterable[str]:
@@ -1568,3 +1970,184 @@ def finalizers_of(obj: Obj) -> Iterable[str]:
 
 
 __all__ = ["FINALIZER", "plan"]
+
+
+# -- a lost status, rebuilt from the objects the resync labelled --------------------------------
+def recover(obs: Observed) -> Observed:
+    """When the status is gone (removed by hand, or written back without it) but objects this
+    resync labelled with its uid exist, rebuild what it must not forget from them: the primary
+    (from the spec, as observed now), which replicas were staged, which were swapped (the old
+    volume's ``swapped-at`` annotation, written before its claim is deleted), the old claims' and
+    pods' uids and the original reclaim policies (annotations on the volumes). Otherwise the
+    observation is returned as it is."""
+    st = obs.resync.status
+    if st.phase != "Pending" or st.started_at or st.replicas:
+        return obs
+    uid_ = obs.resync.uid
+
+    def ours(o: Obj) -> bool:
+        return (meta(o).get("labels") or {}).get(LABEL_RESYNC_UID) == uid_
+
+    pvs = [p for p in obs.pvs.values() if ours(p)]
+    staging = [c for c in obs.claims.values() if ours(c)]
+    if not (pvs or staging or obs.snapshots or obs.jobs):
+        return obs
+    b = Builder(obs)
+    spec = obs.resync.spec
+    primary, _, _ = _find_primary(b)
+    if primary is None or obs.target is None:
+        return obs  # preflight will say why; nothing can be resumed without a primary
+    pname = meta(primary)["name"]
+    pclaims = {v: claim_of(primary, v) or "" for v in spec.volumes}
+    names = list(spec.replicas) if spec.replicas is not None else []
+    for o in [*pvs, *staging]:
+        n = (meta(o).get("labels") or {}).get(LABEL_REPLICA)
+        if n and n not in names and n != pname:
+            names.append(n)
+    if spec.replicas is None:
+        names += [n for n in obs.pods if n != pname and n not in names]
+    replicas = [_recover_replica(obs, n, pvs, staging) for n in sorted(names, key=ordinal)]
+    snaps = [
+        SnapshotStatus(
+            volume=v,
+            name=snapshot_name(uid_, v),
+            ready_to_use=bool(
+                ((obs.snapshots.get(snapshot_name(uid_, v)) or {}).get("status") or {}).get("readyToUse")
+            ),
+        )
+        for v in spec.volumes
+        if spec.method == "Snapshot"
+    ]
+    started = any(r.phase != "Pending" for r in replicas)
+    phase: Any = "Resyncing" if started or (all(s.ready_to_use for s in snaps) and snaps) else "Snapshotting"
+    status = st.model_copy(
+        update={
+            "phase": phase,
+            "started_at": ts(obs.now),
+            "primary": PrimaryStatus(
+                pod_name=pname,
+                uid=uid(primary),
+                node_name=str((primary.get("spec") or {}).get("nodeName", "")),
+                restart_count=restart_count(primary),
+                target_uid=uid(obs.target),
+                claims=pclaims,
+                volumes={
+                    v: str(((obs.claims.get(c) or {}).get("spec") or {}).get("volumeName") or "")
+                    for v, c in pclaims.items()
+                },
+            ),
+            "snapshots": snaps,
+            "replicas": replicas,
+            "hooks_done": ["preSnapshot", "postSnapshot"] if phase == "Resyncing" else ["preSnapshot"],
+        }
+    )
+    b = Builder(obs)
+    b.status = status
+    b.progressing(
+        Reason.STATUS_REBUILT,
+        f"the status was lost; rebuilt from the objects labelled {LABEL_RESYNC_UID}={uid_}: "
+        + ", ".join(f"{r.name} {r.phase}" for r in replicas),
+    )
+    return _with_status(obs, b.status)
+
+
+def _with_status(obs: Observed, status: Any) -> Observed:
+    from dataclasses import replace as _replace
+
+    return _replace(obs, resync=_replace(obs.resync, status=status))
+
+
+def _recover_replica(obs: Observed, name: str, pvs: list[Obj], staging: list[Obj]) -> ReplicaStatus:
+    spec = obs.resync.spec
+    target = (obs.target or {}).get("metadata", {}).get("name", spec.target.name)
+    pod = obs.pods.get(name)
+    vols: list[VolumeStatus] = []
+    swapped_at: str | None = None
+    old_pod_uid: str | None = None
+    any_old = any_copy = any_staged = False
+    bound_to_copy = bound_to_old = True
+    for v in spec.volumes:
+        claim = (claim_of(pod, v) if pod else None) or f"{v}-{target}-{ordinal(name)}"
+
+        def pick(role: str, v: str = v) -> Obj | None:
+            for p in pvs:
+                lb = meta(p).get("labels") or {}
+                if (
+                    lb.get(LABEL_REPLICA) == label_value(name)
+                    and lb.get(LABEL_VOLUME) == label_value(v)
+                    and lb.get(LABEL_VOLUME_ROLE) == role
+                ):
+                    return p
+            return None
+
+        old, copy = pick("old"), pick("copy")
+        sname = staging_claim_name(obs.resync.uid, name, v)
+        staged = next((c for c in staging if meta(c)["name"] == sname), None)
+        c = obs.claims.get(claim)
+        bound = ((c or {}).get("spec") or {}).get("volumeName")
+        new_pv = meta(copy)["name"] if copy else ((staged or {}).get("spec") or {}).get("volumeName")
+        notes_old = meta(old).get("annotations") or {} if old else {}
+        notes_new = meta(copy).get("annotations") or {} if copy else {}
+        if old is not None:
+            any_old = True
+            swapped_at = swapped_at or notes_old.get(ANNOTATION_SWAPPED_AT)
+            old_pod_uid = old_pod_uid or notes_old.get(ANNOTATION_OLD_POD_UID)
+            if swapped_at and not copy and bound and bound != meta(old)["name"]:
+                new_pv = bound  # the copy was given back after verification
+        any_copy = any_copy or copy is not None
+        any_staged = any_staged or staged is not None
+        bound_to_copy = bound_to_copy and bool(bound) and bound == new_pv
+        bound_to_old = bound_to_old and old is not None and bound == meta(old)["name"]
+        vols.append(
+            VolumeStatus(
+                volume=v,
+                claim=claim,
+                old_claim_uid=notes_old.get(ANNOTATION_OLD_CLAIM_UID),
+                old_pv=meta(old)["name"] if old else None,
+                old_pv_reclaim_policy=notes_old.get(ANNOTATION_ORIGINAL_RECLAIM_POLICY),
+                staging_claim=sname,
+                new_pv=new_pv,
+                new_pv_reclaim_policy=notes_new.get(ANNOTATION_ORIGINAL_RECLAIM_POLICY)
+                or (policy_of(copy) if copy else None),
+            )
+        )
+    base = ReplicaStatus(
+        name=name,
+        volumes=vols,
+        old_pod_uid=old_pod_uid,
+        node_name=str(((pod or {}).get("spec") or {}).get("nodeName") or "") or None,
+    )
+    now = ts(obs.now)
+    if swapped_at:
+        if bound_to_copy and not any_copy:
+            return base.model_copy(
+                update={
+                    "phase": "Completed",
+                    "swap_started_at": swapped_at,
+                    "completed_at": now,
+                    "message": "verified on the copy (rebuilt)",
+                }
+            )
+        phase = (
+            "RollingBack"
+            if bound_to_old
+            and any(v.old_claim_uid and uid(obs.claims.get(v.claim)) != v.old_claim_uid for v in vols)
+            else "Verifying"
+        )
+        return base.model_copy(
+            update={
+                "phase": phase,
+                "swap_started_at": swapped_at,
+                "started_at": swapped_at,
+                "message": "swap in flight (rebuilt)",
+            }
+        )
+    if any_old or any_copy:
+        return base.model_copy(
+            update={"phase": "Detaching", "started_at": now, "message": "staged (rebuilt)"}
+        )
+    if any_staged:
+        return base.model_copy(
+            update={"phase": "Restoring", "started_at": now, "message": "restoring (rebuilt)"}
+        )
+    return base

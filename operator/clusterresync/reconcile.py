@@ -14,9 +14,9 @@ from typing import Any
 import structlog
 
 from . import planner
-from .conditions import EventType, Reason
-from .kube import Kube, KubeError
-from .models import GROUP, LABEL_RESYNC, PLURAL, VERSION, ClusterResyncSpec, ClusterResyncStatus
+from .conditions import Reason
+from .kube import ErrorKind, Kube, KubeError, Protected, ProtectedObjectError
+from .models import GROUP, LABEL_RESYNC_UID, PLURAL, VERSION, ClusterResyncSpec, ClusterResyncStatus
 from .state import Create, Delete, Exec, HookOutcome, Obj, Observed, Patch, Plan, Ref, Resync
 
 log = structlog.get_logger("clusterresync")
@@ -58,27 +58,41 @@ def observe(kube: Kube, resync: Resync, now: dt.datetime | None = None) -> Obser
     ns = resync.namespace
     target = kube.get(Ref("apps/v1", "StatefulSet", "statefulsets", resync.spec.target.name, ns))
     pods: dict[str, Obj] = {}
-    if target is not None:
-        tuid = (target.get("metadata") or {}).get("uid")
-        sel = ((target.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in sorted(sel.items()))
-        for p in kube.list_objects("v1", "pods", ns, label_selector=selector):
-            owners = (p.get("metadata") or {}).get("ownerReferences") or []
-            if any(o.get("uid") == tuid and o.get("controller") for o in owners):
-                pods[p["metadata"]["name"]] = p
+    claim_users: dict[str, list[str]] = {}
+    tuid = (target.get("metadata") or {}).get("uid") if target is not None else None
+    # Every pod of the namespace: the target's are those it controls; the others tell which
+    # claims are shared (a claim used by another pod is never swapped).
+    for p in kube.list_objects("v1", "pods", ns):
+        pname = p["metadata"]["name"]
+        for v in (p.get("spec") or {}).get("volumes") or []:
+            if v.get("persistentVolumeClaim"):
+                claim_users.setdefault(str(v["persistentVolumeClaim"].get("claimName")), []).append(pname)
+        owners = (p.get("metadata") or {}).get("ownerReferences") or []
+        if tuid and any(o.get("uid") == tuid and o.get("controller") for o in owners):
+            pods[pname] = p
     claims = {c["metadata"]["name"]: c for c in kube.list_objects("v1", "persistentvolumeclaims", ns)}
     pvs = {p["metadata"]["name"]: p for p in kube.list_objects("v1", "persistentvolumes")}
-    label = f"{LABEL_RESYNC}={planner.label_value(resync.name)}"
-    snapshots = {
-        s["metadata"]["name"]: s
-        for s in kube.list_objects("snapshot.storage.k8s.io/v1", "volumesnapshots", ns, label_selector=label)
-    }
+    label = f"{LABEL_RESYNC_UID}={resync.uid}"
+    # The snapshot API is optional (method: Clone does without it): its absence is observed,
+    # and refused by preflight only where a snapshot is needed.
+    snapshot_api = True
+    try:
+        snapshots = {
+            s["metadata"]["name"]: s
+            for s in kube.list_objects(
+                "snapshot.storage.k8s.io/v1", "volumesnapshots", ns, label_selector=label
+            )
+        }
+        snapshot_classes = kube.list_objects("snapshot.storage.k8s.io/v1", "volumesnapshotclasses")
+    except KubeError as e:
+        if e.kind != ErrorKind.MISSING_API:
+            raise
+        snapshot_api, snapshots, snapshot_classes = False, {}, []
     jobs = {j["metadata"]["name"]: j for j in kube.list_objects("batch/v1", "jobs", ns, label_selector=label)}
     staging = {
         c
         for c, o in claims.items()
-        if ((o.get("metadata") or {}).get("labels") or {}).get(LABEL_RESYNC)
-        == planner.label_value(resync.name)
+        if ((o.get("metadata") or {}).get("labels") or {}).get(LABEL_RESYNC_UID) == resync.uid
     }
     warnings: dict[str, str] = {}
     if staging:
@@ -89,12 +103,12 @@ def observe(kube: Kube, resync: Resync, now: dt.datetime | None = None) -> Obser
             field_selector="involvedObject.kind=PersistentVolumeClaim,reason=ProvisioningFailed",
         )
         events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-        for e in events:
-            name = str((e.get("involvedObject") or {}).get("name", ""))
-            if name in staging and (e.get("involvedObject") or {}).get("uid") == claims[name]["metadata"].get(
-                "uid"
-            ):
-                warnings[name] = str(e.get("message", ""))
+        for ev in events:
+            name = str((ev.get("involvedObject") or {}).get("name", ""))
+            if name in staging and (ev.get("involvedObject") or {}).get("uid") == claims[name][
+                "metadata"
+            ].get("uid"):
+                warnings[name] = str(ev.get("message", ""))
     return Observed(
         now=now or dt.datetime.now(dt.UTC),
         resync=resync,
@@ -103,70 +117,210 @@ def observe(kube: Kube, resync: Resync, now: dt.datetime | None = None) -> Obser
         claims=claims,
         pvs=pvs,
         snapshots=snapshots,
-        snapshot_classes=kube.list_objects("snapshot.storage.k8s.io/v1", "volumesnapshotclasses"),
+        snapshot_classes=snapshot_classes,
+        snapshot_api=snapshot_api,
         storage_classes={
             s["metadata"]["name"]: s for s in kube.list_objects("storage.k8s.io/v1", "storageclasses")
         },
         csi_drivers={d["metadata"]["name"] for d in kube.list_objects("storage.k8s.io/v1", "csidrivers")},
         nodes={n["metadata"]["name"]: n for n in kube.list_objects("v1", "nodes")},
         jobs=jobs,
-        other_resyncs=kube.list_objects(RESYNC_API, PLURAL, ns),
+        other_resyncs=[
+            r
+            for r in kube.list_objects(RESYNC_API, PLURAL, ns)
+            if (r.get("metadata") or {}).get("uid") != resync.uid
+        ],
         claim_warnings=warnings,
+        claim_users=claim_users,
+        namespace_terminating=_namespace_terminating(kube, ns) if resync.deleting else False,
     )
+
+
+def _namespace_terminating(kube: Kube, ns: str) -> bool:
+    try:
+        obj = kube.get(Ref("v1", "Namespace", "namespaces", ns))
+    except KubeError as e:
+        log.warning("cannot tell whether the namespace is being deleted", namespace=ns, error=str(e))
+        return False
+    return obj is None or bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
 @dataclass
 class Outcome:
     plan: Plan
     status: ClusterResyncStatus
+    # The status write met a newer version of the object (another writer, or a change by a
+    # user): nothing was acted on; observe again and plan again at once.
+    replan_now: bool = False
 
 
 def status_body(status: ClusterResyncStatus) -> dict[str, Any]:
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+def merge_diff(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: removed keys become null,
+    so that a field the planner cleared is cleared on the server too."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    out: dict[str, Any] = {}
+    for k, v in new.items():
+        if k not in old:
+            out[k] = v
+        elif old[k] != v:
+            out[k] = merge_diff(old[k], v) if isinstance(v, dict) and isinstance(old[k], dict) else v
+    for k in old:
+        if k not in new:
+            out[k] = None
+    return out
+
+
+def protected_of(obs: Observed, status: ClusterResyncStatus) -> Protected:
+    """The primary's objects, as recorded at preflight and as observed now (a pod the primary
+    selector or podName points at, its claims and their volumes): the adapter refuses any write to them."""
+    spec = obs.resync.spec
+    pods: set[str] = set()
+    claims: set[str] = set()
+    pvs: set[str] = set()
+    if status.primary is not None:
+        pods.add(status.primary.pod_name)
+        claims.update(status.primary.claims.values())
+        pvs.update(v for v in status.primary.volumes.values() if v)
+    for name, pod in obs.pods.items():
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        if name == spec.primary.pod_name or (
+            spec.primary.selector is not None and planner.labels_match(spec.primary.selector, labels)
+        ):
+            pods.add(name)
+    for name in list(pods):
+        for v in ((obs.pods.get(name) or {}).get("spec") or {}).get("volumes") or []:
+            if v.get("persistentVolumeClaim"):
+                claims.add(str(v["persistentVolumeClaim"].get("claimName")))
+    for c in claims:
+        vol = ((obs.claims.get(c) or {}).get("spec") or {}).get("volumeName")
+        if vol:
+            pvs.add(str(vol))
+    return Protected(obs.resync.namespace, frozenset(pods), frozenset(claims), frozenset(pvs))
+
+
 def reconcile(kube: Kube, body: Obj) -> Outcome:
-    """Observe, plan, write status, act. Exec hooks are run and fed back in the same call."""
+    """Observe, plan, write status (with the resourceVersion it was planned from), act."""
     resync = parse_resync(body)
+    rv = str((body.get("metadata") or {}).get("resourceVersion") or "") or None
     logger = log.bind(resync=resync.name, namespace=resync.namespace, target=resync.spec.target.name)
     try:
         obs = observe(kube, resync)
     except KubeError as e:
-        return _forbidden_or_raise(kube, resync, e, logger)
-    outcomes: dict[str, HookOutcome] = {}
-    for _ in range(4):
-        result = planner.plan(replace(obs, hook_outcomes=outcomes))
-        execs = [a for a in result.actions if isinstance(a, Exec)]
-        if not execs:
-            break
-        for a in execs:
-            logger.info("running hook", hook=a.hook, pod=a.pod)
-            outcomes[a.hook] = kube.exec(a.namespace, a.pod, a.container, list(a.command), a.timeout_seconds)
+        return _api_failure(kube, body, resync, rv, e, logger)
     ref = resync_ref(resync.namespace, resync.name)
-    if result.status.phase != resync.status.phase:
-        logger.info("phase", phase=result.status.phase, previous=resync.status.phase)
-    before = {r.name: r.phase for r in resync.status.replicas}
-    for r in result.status.replicas:
-        if before.get(r.name) != r.phase:
-            logger.info(
-                "replica phase", replica=r.name, phase=r.phase, previous=before.get(r.name), message=r.message
+    written_status = resync.status
+
+    def write(status: ClusterResyncStatus) -> bool:
+        """The status, as a merge patch conditional on the resourceVersion planned from. False
+        on a conflict: something else wrote meanwhile; nothing may be acted on."""
+        nonlocal rv, written_status
+        if status == written_status:
+            return True
+        try:
+            out = kube.patch_status(
+                ref,
+                {"status": merge_diff(status_body(written_status), status_body(status))},
+                resource_version=rv,
             )
-    if result.status != resync.status:
-        kube.patch_status(ref, {"status": status_body(result.status)})
+        except KubeError as e:
+            if e.kind == ErrorKind.CONFLICT:
+                logger.info("status changed meanwhile: planning again from a fresh observation")
+                return False
+            raise
+        rv = str((out.get("metadata") or {}).get("resourceVersion") or "") or rv
+        written_status = status
+        return True
+
+    outcomes: dict[str, HookOutcome] = {}
+    try:
+        for _ in range(4):
+            result = planner.plan(replace(obs, hook_outcomes=outcomes))
+            execs = [a for a in result.actions if isinstance(a, Exec)]
+            if not execs:
+                break
+            # A hook runs only under a status this writer could record: two writers, or a write
+            # that lost a race, never run it twice.
+            if not write(result.status):
+                return Outcome(result, written_status, replan_now=True)
+            for a in execs:
+                # The hook's output may hold secrets: it is never logged.
+                logger.info("running hook", hook=a.hook, pod=a.pod)
+                outcomes[a.hook] = kube.exec(
+                    a.namespace, a.pod, a.container, list(a.command), a.timeout_seconds
+                )
+                logger.info(
+                    "hook finished", hook=a.hook, ok=outcomes[a.hook].ok, exit_code=outcomes[a.hook].exit_code
+                )
+        if result.status.phase != resync.status.phase:
+            logger.info("phase", phase=result.status.phase, previous=resync.status.phase)
+        before = {r.name: r.phase for r in resync.status.replicas}
+        for r in result.status.replicas:
+            if before.get(r.name) != r.phase:
+                logger.info(
+                    "replica phase",
+                    replica=r.name,
+                    phase=r.phase,
+                    previous=before.get(r.name),
+                    message=r.message,
+                )
+        if not write(result.status):
+            return Outcome(result, written_status, replan_now=True)
+    except KubeError as e:
+        return _api_failure(kube, body, replace(resync, status=written_status), rv, e, logger)
     for ev in result.events:
         post_event(kube, body, ev.type, ev.reason, ev.message)
         logger.info("event", reason=ev.reason, message=ev.message)
+    guarded = kube.guarded(protected_of(obs, result.status))
     try:
         for action in result.actions:
-            apply(kube, action, logger)
+            apply(guarded, action, logger)
+    except NameConflictError as e:
+        logger.error("name conflict", error=str(e))
+        return _fail_now(
+            kube, body, replace(resync, status=result.status), rv, Reason.NAME_CONFLICT, str(e), logger
+        )
+    except ProtectedObjectError as e:
+        logger.error("refused a write to the primary", error=str(e))
+        return _fail_now(
+            kube,
+            body,
+            replace(resync, status=result.status),
+            rv,
+            Reason.PRIMARY_PROTECTED,
+            f"{e}; the resync stopped: the primary is never written to (a bug: please report it)",
+            logger,
+        )
     except KubeError as e:
-        return _forbidden_or_raise(kube, replace(resync, status=result.status), e, logger)
+        if e.kind == ErrorKind.CONFLICT:
+            logger.info("an object changed meanwhile: planning again from a fresh observation", object=e.what)
+            return Outcome(result, result.status, replan_now=True)
+        return _api_failure(kube, body, replace(resync, status=result.status), rv, e, logger)
     return Outcome(result, result.status)
+
+
+class NameConflictError(Exception):
+    """A create met an object of the same name that is not this resync's: it is never adopted."""
 
 
 def apply(kube: Kube, action: object, logger: Any) -> None:
     if isinstance(action, Create):
         created = kube.create(action.ref, action.body)
+        if created is None:
+            # Idempotent only if what exists is ours (a crash between create and status write):
+            # identity is the uid label, never the name.
+            want = ((action.body.get("metadata") or {}).get("labels") or {}).get(LABEL_RESYNC_UID)
+            existing = kube.get(action.ref)
+            has = (((existing or {}).get("metadata") or {}).get("labels") or {}).get(LABEL_RESYNC_UID)
+            if want and existing is not None and has != want:
+                raise NameConflictError(
+                    f"{action.ref} exists and is not this resync's (its {LABEL_RESYNC_UID} label is "
+                    f"{has or 'absent'}): it was not adopted, nor changed"
+                )
         logger.info("created" if created is not None else "already exists", object=str(action.ref))
     elif isinstance(action, Patch):
         kube.patch(action.ref, action.patch, action.content_type)
@@ -176,15 +330,83 @@ def apply(kube: Kube, action: object, logger: Any) -> None:
         logger.info("deleted" if gone else "nothing to delete", object=str(action.ref))
 
 
-def _forbidden_or_raise(kube: Kube, resync: Resync, e: KubeError, logger: Any) -> Outcome:
-    """A 403 is a missing RBAC rule: say so in the status (Failed, reason Forbidden) unless a swap is in flight."""
-    if e.code != 403:
-        raise e
-    status = resync.status
-    in_flight = any(r.phase in ("Swapping", "Verifying", "Finishing", "RollingBack") for r in status.replicas)
-    message = f"the operator is not allowed to {e.verb.lower()} {e.what}: {e.message}"
-    logger.error("forbidden", error=message)
-    obs_less = Observed(
+# Refusals of the API server, by kind, and the reason the resync reports them with.
+_REASONS: dict[ErrorKind, Reason] = {
+    ErrorKind.FORBIDDEN: Reason.FORBIDDEN,
+    ErrorKind.QUOTA: Reason.QUOTA_EXCEEDED,
+    ErrorKind.ADMISSION: Reason.ADMISSION_DENIED,
+    ErrorKind.NAMESPACE_TERMINATING: Reason.NAMESPACE_TERMINATING,
+    ErrorKind.MISSING_API: Reason.MISSING_API,
+}
+TRANSIENT_RETRY_SECONDS = 5.0
+
+
+def _api_failure(kube: Kube, body: Obj, resync: Resync, rv: str | None, e: KubeError, logger: Any) -> Outcome:
+    """An error the adapter did not absorb. Transient ones (the adapter already retried) and
+    conflicts keep the resync's place and are retried; a refusal fails the resync with a named
+    reason and the server's message -- unless a swap is in flight, which is never abandoned: then
+    the refusal is shown in Progressing and retried until it is lifted."""
+    if e.kind == ErrorKind.CONFLICT:
+        return Outcome(Plan(resync.status), resync.status, replan_now=True)
+    b = planner.Builder(_empty_observation(resync))
+    in_flight = any(r.phase in planner.IN_FLIGHT for r in resync.status.replicas)
+    if e.kind == ErrorKind.FORBIDDEN:
+        message = f"the operator is not allowed to {e.verb} {e.what} (RBAC): {e.message}"
+    else:
+        message = f"could not {e.verb} {e.what}: {e.message}"
+    if e.kind == ErrorKind.TRANSIENT or (in_flight and resync.status.phase not in planner.FINISHED):
+        delay = max(e.retry_after or 0.0, TRANSIENT_RETRY_SECONDS)
+        reason = Reason.RETRYING if e.kind == ErrorKind.TRANSIENT else _REASONS.get(e.kind, Reason.API_ERROR)
+        what = (
+            "a swap is in flight: retrying until it is allowed"
+            if e.kind != ErrorKind.TRANSIENT
+            else "retrying"
+        )
+        logger.warning("api error", kind=str(e.kind), error=message, retry_in=delay)
+        if resync.status.phase not in planner.FINISHED:
+            b.progressing(reason, f"{message} ({what} in {delay:.0f}s)")
+        b.again(delay)
+    else:
+        reason = _REASONS.get(e.kind, Reason.API_ERROR)
+        logger.error("api refusal", kind=str(e.kind), error=message)
+        b.fail(reason, message)
+        b.again(TRANSIENT_RETRY_SECONDS)  # keep cleaning up what was created before the refusal
+    return _write_fallback(kube, body, resync, rv, b, logger)
+
+
+def _fail_now(
+    kube: Kube, body: Obj, resync: Resync, rv: str | None, reason: Reason, message: str, logger: Any
+) -> Outcome:
+    b = planner.Builder(_empty_observation(resync))
+    b.fail(reason, message)
+    b.again(TRANSIENT_RETRY_SECONDS)
+    return _write_fallback(kube, body, resync, rv, b, logger)
+
+
+def _write_fallback(
+    kube: Kube, body: Obj, resync: Resync, rv: str | None, b: planner.Builder, logger: Any
+) -> Outcome:
+    plan = b.plan()
+    if plan.status == resync.status:
+        return Outcome(plan, plan.status)
+    try:
+        kube.patch_status(
+            resync_ref(resync.namespace, resync.name),
+            {"status": merge_diff(status_body(resync.status), status_body(plan.status))},
+            resource_version=rv,
+        )
+    except KubeError as e2:
+        if e2.kind == ErrorKind.CONFLICT:
+            return Outcome(plan, resync.status, replan_now=True)
+        logger.error("cannot report the error in the status", error=str(e2))
+        return Outcome(plan, resync.status)
+    for ev in plan.events:
+        post_event(kube, body, ev.type, ev.reason, ev.message)
+    return Outcome(plan, plan.status)
+
+
+def _empty_observation(resync: Resync) -> Observed:
+    return Observed(
         now=dt.datetime.now(dt.UTC),
         resync=resync,
         target=None,
@@ -199,26 +421,6 @@ def _forbidden_or_raise(kube: Kube, resync: Resync, e: KubeError, logger: Any) -
         jobs={},
         other_resyncs=[],
     )
-    b = planner.Builder(obs_less)
-    if in_flight:
-        b.progressing(Reason.FORBIDDEN, message + " (a swap is in flight: retrying; grant the permission)")
-        b.again(10.0)
-    else:
-        b.fail(Reason.FORBIDDEN, message)
-        b.again(10.0)  # keep trying to clean up what was created before the refusal
-    plan = b.plan()
-    try:
-        kube.patch_status(resync_ref(resync.namespace, resync.name), {"status": status_body(plan.status)})
-        post_event(
-            kube,
-            {"metadata": {"name": resync.name, "namespace": resync.namespace, "uid": resync.uid}},
-            str(EventType.WARNING),
-            str(Reason.FORBIDDEN),
-            message,
-        )
-    except KubeError as e2:
-        logger.error("cannot report the failure", error=str(e2))
-    return Outcome(plan, plan.status)
 
 
 def post_event(kube: Kube, body: Obj, type_: str, reason: str, message: str) -> None:

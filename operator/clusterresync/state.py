@@ -100,9 +100,13 @@ Action = Create | Patch | Delete | Exec
 
 @dataclass(frozen=True)
 class HookOutcome:
+    """What a hook did. ``output`` may hold secrets: it is never logged, and reaches the status
+    only as the excerpt the spec opts into. ``error`` says why there is no exit code, if so."""
+
     ok: bool
     exit_code: int | None
     output: str
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,10 @@ class Observed:
         default_factory=dict
     )  # claim name -> latest ProvisioningFailed message
     hook_outcomes: dict[str, HookOutcome] = field(default_factory=dict)
+    # claim name -> the pods of the namespace (any owner) whose volumes use it
+    claim_users: dict[str, list[str]] = field(default_factory=dict)
+    namespace_terminating: bool = False
+    snapshot_api: bool = True  # whether the server serves snapshot.storage.k8s.io/v1
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,11 @@ class World:
     sts_uid: str = field(default_factory=new_uid)
     resync_uid: str = field(default_factory=new_uid)
     deleting: bool = False
+    # Knobs for failures: replica pods that never become Ready on a copy of the primary (or never
+    # at all), and replicas whose staging Job fails.
+    unready_on_copy: set[str] = field(default_factory=set)
+    never_ready: set[str] = field(default_factory=set)
+    fail_jobs: set[str] = field(default_factory=set)
     pv_seq: itertools.count = field(default_factory=lambda: itertools.count(100))  # type: ignore[type-arg]
 
     def __post_init__(self) -> None:
@@ -107,6 +112,10 @@ class World:
 
     def _make_pod(self, name: str, ready_since: dt.datetime) -> None:
         i = int(name.rsplit("-", 1)[1])
+        ready = name not in self.never_ready
+        if name in self.unready_on_copy:
+            pv = self.claims.get(f"data-{name}", {}).get("spec", {}).get("volumeName")
+            ready = ready and self.data.get(pv or "") != "primary-data"
         self.pods[name] = {
             "metadata": {
                 "name": name,
@@ -125,7 +134,11 @@ class World:
             "status": {
                 "phase": "Running",
                 "conditions": [
-                    {"type": "Ready", "status": "True", "lastTransitionTime": planner.ts(ready_since)}
+                    {
+                        "type": "Ready",
+                        "status": "True" if ready else "False",
+                        "lastTransitionTime": planner.ts(ready_since),
+                    }
                 ],
                 "containerStatuses": [
                     {
@@ -150,6 +163,7 @@ class World:
         target = {
             "metadata": {"name": "db", "namespace": NS, "uid": self.sts_uid},
             "spec": {
+                "replicas": self.replicas,
                 "selector": {"matchLabels": {"app": "db"}},
                 "volumeClaimTemplates": [
                     {
@@ -197,6 +211,16 @@ class World:
             jobs=copy.deepcopy(self.jobs),
             other_resyncs=[],
             hook_outcomes=hooks or {},
+            claim_users={
+                c: [
+                    n
+                    for n, p in self.pods.items()
+                    if any(
+                        v.get("persistentVolumeClaim", {}).get("claimName") == c for v in p["spec"]["volumes"]
+                    )
+                ]
+                for c in self.claims
+            },
         )
 
     # -- actions -----------------------------------------------------------------------------
@@ -252,7 +276,10 @@ class World:
                 self.snapshot_data[name] = self.data[src["spec"]["volumeName"]]
                 s["status"] = {"readyToUse": True, "restoreSize": "1Gi"}
         for j in self.jobs.values():
-            j.setdefault("status", {"conditions": [{"type": "Complete", "status": "True"}]})
+            failed = j["metadata"].get("labels", {}).get("clusterresync.io/replica") in self.fail_jobs
+            j.setdefault(
+                "status", {"conditions": [{"type": "Failed" if failed else "Complete", "status": "True"}]}
+            )
         for name in [n for n, j in self.jobs.items() if j["metadata"].get("deletionTimestamp")]:
             del self.jobs[name]
         for name in [n for n, p in self.pods.items() if p["metadata"].get("deletionTimestamp")]:

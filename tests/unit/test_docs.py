@@ -1,0 +1,79 @@
+"""docs/troubleshooting.md explains every reason the operator can report, and links into it resolve.
+
+A reason's section is found by its anchor (``<a id="Reason"></a>``) or its heading
+(``### Reason``): the status, the Events and the operator's messages send people there.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from clusterresync.conditions import Reason
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+TROUBLESHOOTING = DOCS / "troubleshooting.md"
+
+_ANCHOR = re.compile(r"<a\s+(?:id|name)=\"([^\"]+)\"\s*>")
+_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def _text() -> str:
+    return TROUBLESHOOTING.read_text(encoding="utf-8")
+
+
+def _without_code(text: str) -> str:
+    """The Markdown without fenced code blocks (a ``# comment`` in a shell block is no heading)."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub derives from a heading: lower case, punctuation dropped, spaces to hyphens."""
+    plain = re.sub(r"[`*_]", "", heading).strip().lower()
+    return re.sub(r"[^\w\- ]", "", plain).replace(" ", "-")
+
+
+def _targets(text: str) -> set[str]:
+    """Every fragment a link into this document can use: explicit anchors and heading slugs."""
+    text = _without_code(text)
+    return set(_ANCHOR.findall(text)) | {_slug(h) for h in _HEADING.findall(text)}
+
+
+@pytest.mark.parametrize("reason", list(Reason), ids=lambda r: r.value)
+def test_every_reason_has_a_section(reason: Reason) -> None:
+    text = _without_code(_text())
+    anchors = set(_ANCHOR.findall(text))
+    headings = {h.strip() for h in re.findall(r"^###\s+(.+?)\s*$", text, re.MULTILINE)}
+    assert reason.value in anchors or reason.value in headings, (
+        f'docs/troubleshooting.md has no section for reason {reason.value}: add <a id="{reason.value}"></a> '
+        f"and a ### {reason.value} heading with Means / Touched / Check / Fix"
+    )
+
+
+def test_anchors_are_unique() -> None:
+    anchors = _ANCHOR.findall(_without_code(_text()))
+    assert sorted(a for a in set(anchors) if anchors.count(a) > 1) == []
+
+
+def test_links_within_troubleshooting_resolve() -> None:
+    text = _text()
+    targets = _targets(text)
+    broken = sorted({f for f in re.findall(r"\]\(#([^)\s]+)\)", _without_code(text)) if f not in targets})
+    assert broken == [], f"links to missing anchors in docs/troubleshooting.md: {broken}"
+
+
+def test_links_into_troubleshooting_from_docs_and_code_resolve() -> None:
+    targets = _targets(_text())
+    sources = [*DOCS.glob("*.md"), *(ROOT / "operator" / "clusterresync").glob("*.py")]
+    broken = sorted(
+        {
+            f"{src.relative_to(ROOT)}: #{fragment}"
+            for src in sources
+            for fragment in re.findall(r"troubleshooting\.md#([\w-]+)", src.read_text(encoding="utf-8"))
+            if fragment not in targets
+        }
+    )
+    assert broken == [], f"links to missing anchors of docs/troubleshooting.md: {broken}"
