@@ -314,7 +314,14 @@ def apply(kube: Kube, action: object, logger: Any) -> None:
             # Idempotent only if what exists is ours (a crash between create and status write):
             # identity is the uid label, never the name.
             want = ((action.body.get("metadata") or {}).get("labels") or {}).get(LABEL_RESYNC_UID)
-            existing = kube.get(action.ref)
+            # A list by name, not a get: the operator lists what it creates anyway (least privilege).
+            found = kube.list_objects(
+                action.ref.api_version,
+                action.ref.plural,
+                action.ref.namespace,
+                field_selector=f"metadata.name={action.ref.name}",
+            )
+            existing = found[0] if found else None
             has = (((existing or {}).get("metadata") or {}).get("labels") or {}).get(LABEL_RESYNC_UID)
             if want and existing is not None and has != want:
                 raise NameConflictError(
