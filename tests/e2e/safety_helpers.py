@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 from kubesim.testing import KubeSim
 
-from .conftest import apply, statefulset, wait_for
-from .test_resync import Db, get, pv_of
+from .conftest import statefulset, wait_for
+from .test_resync import Db, get, make_db_of, pv_of
 
 OPERATOR_USER = "system:serviceaccount:clusterresync-system:clusterresync-operator"
 LABEL_RESYNC = "clusterresync.io/resync"
@@ -460,55 +460,9 @@ def probed_statefulset(name: str, replicas: int, **pod_spec: Any) -> dict[str, A
     return sts
 
 
-def make_custom_db(
-    cluster: KubeSim, ns: str, sts: dict[str, Any], primary: int = 1, ok_files: bool = False
-) -> Db:
-    """Like ``make_db`` for any StatefulSet: stale data on the replicas' claim-template volumes,
-    ``primary <v>`` on the primary's; with ``ok_files`` each volume also holds ``ok-<its pod>``."""
-    apply(cluster, ns, sts)
-    name, replicas = sts["metadata"]["name"], int(sts["spec"]["replicas"])
-    volumes = tuple(t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"])
-    claims = [f"{v}-{name}-{i}" for i in range(replicas) for v in volumes]
-
-    def bound() -> bool:
-        phases = {
-            c["metadata"]["name"]: c["status"].get("phase") for c in get(cluster, "pvc", "-n", ns)["items"]
-        }
-        return all(phases.get(c) == "Bound" for c in claims)
-
-    wait_for(bound, 60, f"claims of {name} Bound")
-    for i in range(replicas):
-        for v in volumes:
-            pv = pv_of(cluster, ns, f"{v}-{name}-{i}")
-            content = f"primary {v}\n" if i == primary else f"stale {v} of replica {i}\n"
-            cluster.write_volume_file(pv, "state", content)
-            cluster.write_volume_file(pv, f"dir/only-on-{i}", str(i))
-            if ok_files:
-                cluster.write_volume_file(pv, f"ok-{name}-{i}", "")
-
-    def ready() -> bool:
-        st = get(cluster, "statefulset", "-n", ns, name)
-        return int(st.get("status", {}).get("readyReplicas", 0)) == replicas
-
-    wait_for(ready, 60, f"StatefulSet {name} Ready")
-    cluster.kubectl("label", "pod", "-n", ns, f"{name}-{primary}", "role=primary")
-    state: dict[str, Any] = {}
-    for v in volumes:
-        claim = get(cluster, "pvc", "-n", ns, f"{v}-{name}-{primary}")
-        pv = get(cluster, "pv", claim["spec"]["volumeName"])
-        state[v] = {
-            "claim_uid": claim["metadata"]["uid"],
-            "pv": pv["metadata"]["name"],
-            "pv_spec": pv["spec"],
-            "digest": cluster.volume_digest(pv["metadata"]["name"]),
-        }
-    state["pod_uid"] = get(cluster, "pod", "-n", ns, f"{name}-{primary}")["metadata"]["uid"]
-    return Db(ns, name, replicas, primary, volumes, state)
-
-
 def make_probed_db(cluster: KubeSim, ns: str, name: str = "pg", replicas: int = 3, primary: int = 1) -> Db:
-    """``make_custom_db`` of a ``probed_statefulset``: each volume holds ``ok-<its pod>``."""
-    return make_custom_db(cluster, ns, probed_statefulset(name, replicas), primary, ok_files=True)
+    """``make_db_of`` of a ``probed_statefulset``: each volume holds ``ok-<its pod>``."""
+    return make_db_of(cluster, ns, probed_statefulset(name, replicas), primary, ok_files=True)
 
 
 def staging_pvs(cluster: KubeSim, ns: str, pod: str) -> list[str]:

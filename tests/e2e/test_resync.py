@@ -49,30 +49,41 @@ def pv_of(cluster: KubeSim, ns: str, claim: str) -> str:
     return str(c["spec"]["volumeName"])
 
 
-def make_db(
-    cluster: KubeSim,
-    ns: str,
-    name: str = "pg",
-    replicas: int = 3,
-    primary: int = 1,
-    volumes: tuple[str, ...] = ("data",),
-    storage_class: str | None = None,
+def make_db_of(
+    cluster: KubeSim, ns: str, sts: dict[str, Any], primary: int = 1, ok_files: bool = False
 ) -> Db:
-    apply(cluster, ns, statefulset(name, replicas, volumes, storage_class))
+    """A StatefulSet whose replicas hold stale data: ``stale <v> of replica <i>`` on the replicas'
+    claim-template volumes, ``primary <v>`` on the primary's (labelled role=primary); with
+    ``ok_files`` each volume also holds ``ok-<its pod>`` (for readiness probes that look for it).
+    The files are written before the pods must be Ready, so a probe may depend on them."""
+    apply(cluster, ns, sts)
+    name, replicas = sts["metadata"]["name"], int(sts["spec"]["replicas"])
+    volumes = tuple(t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"])
+    claims = [f"{v}-{name}-{i}" for i in range(replicas) for v in volumes]
 
-    def ready() -> bool:
-        sts = get(cluster, "statefulset", "-n", ns, name)
-        return int(sts.get("status", {}).get("readyReplicas", 0)) == replicas
+    def bound() -> bool:
+        phases = {
+            c["metadata"]["name"]: c["status"].get("phase") for c in get(cluster, "pvc", "-n", ns)["items"]
+        }
+        return all(phases.get(c) == "Bound" for c in claims)
 
-    wait_for(ready, 60, f"StatefulSet {name} Ready")
-    cluster.kubectl("label", "pod", "-n", ns, f"{name}-{primary}", "role=primary")
+    wait_for(bound, 60, f"claims of {name} Bound")
     for i in range(replicas):
         for v in volumes:
             pv = pv_of(cluster, ns, f"{v}-{name}-{i}")
             content = f"primary {v}\n" if i == primary else f"stale {v} of replica {i}\n"
             cluster.write_volume_file(pv, "state", content)
             cluster.write_volume_file(pv, f"dir/only-on-{i}", str(i))
-    state = {}
+            if ok_files:
+                cluster.write_volume_file(pv, f"ok-{name}-{i}", "")
+
+    def ready() -> bool:
+        st = get(cluster, "statefulset", "-n", ns, name)
+        return int(st.get("status", {}).get("readyReplicas", 0)) == replicas
+
+    wait_for(ready, 60, f"StatefulSet {name} Ready")
+    cluster.kubectl("label", "pod", "-n", ns, f"{name}-{primary}", "role=primary")
+    state: dict[str, Any] = {}
     for v in volumes:
         claim = get(cluster, "pvc", "-n", ns, f"{v}-{name}-{primary}")
         pv = get(cluster, "pv", claim["spec"]["volumeName"])
@@ -84,6 +95,18 @@ def make_db(
         }
     state["pod_uid"] = get(cluster, "pod", "-n", ns, f"{name}-{primary}")["metadata"]["uid"]
     return Db(ns, name, replicas, primary, volumes, state)
+
+
+def make_db(
+    cluster: KubeSim,
+    ns: str,
+    name: str = "pg",
+    replicas: int = 3,
+    primary: int = 1,
+    volumes: tuple[str, ...] = ("data",),
+    storage_class: str | None = None,
+) -> Db:
+    return make_db_of(cluster, ns, statefulset(name, replicas, volumes, storage_class), primary)
 
 
 def resync(cluster: KubeSim, db: Db, name: str = "rs", **spec: Any) -> None:

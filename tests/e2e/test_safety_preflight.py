@@ -26,7 +26,7 @@ from .safety_helpers import (
     assert_untouched,
     events,
     failed,
-    make_custom_db,
+    make_db_of,
     record,
     remove_fault,
     wait_end,
@@ -67,7 +67,7 @@ def test_volume_shared_by_every_pod_is_refused(cluster: KubeSim, operator: Opera
             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Mi"}}},
         },
     )
-    db = make_custom_db(cluster, ns, shared_claim_statefulset(), primary=1)
+    db = make_db_of(cluster, ns, shared_claim_statefulset(), primary=1)
     shared_pv = get(cluster, "pvc", "-n", ns, "shared")["spec"]["volumeName"]
     cluster.write_volume_file(shared_pv, "state", "shared\n")
     shared_digest = cluster.volume_digest(shared_pv)

@@ -32,7 +32,7 @@ from .safety_helpers import (
     failed,
     get_or_none,
     holds,
-    make_custom_db,
+    make_db_of,
     pause,
     pvs_of_namespace,
     record,
@@ -440,7 +440,7 @@ def test_restore_hook_in_a_restricted_namespace(cluster: KubeSim, operator: Oper
     sts["spec"]["template"]["spec"]["securityContext"] = dict(RESTRICTED_POD)
     sts["spec"]["template"]["spec"]["containers"][0]["securityContext"] = dict(RESTRICTED_CONTAINER)
     assert restricted_violations(sts["spec"]["template"]["spec"]) == []
-    db = make_custom_db(cluster, ns, sts, primary=0)
+    db = make_db_of(cluster, ns, sts, primary=0)
     gate = "/var/lib/data/.go-" + uuid.uuid4().hex[:6]
     resync(
         cluster,

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 from kopf.testing import KopfRunner
 from kubernetes import client
@@ -86,8 +87,12 @@ def test_kopf_operator_create_update_delete(
     path.write_text(OPERATOR)
     monkeypatch.setenv("KUBECONFIG", str(kubesim.kubeconfig))
     api = client.CustomObjectsApi(k8s_client)
+    # A registry of its own: handlers other test files imported into this process (the
+    # operator's, when files share a pytest-xdist worker) must not run here.
     with KopfRunner(
-        ["run", "--standalone", "--all-namespaces", "--verbose", str(path)], timeout=60
+        ["run", "--standalone", "--all-namespaces", "--verbose", str(path)],
+        timeout=60,
+        registry=kopf.OperatorRegistry(),
     ) as runner:
         api.create_namespaced_custom_object(
             "example.com",
