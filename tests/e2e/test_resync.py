@@ -440,7 +440,8 @@ def test_rbac_gap_fails_with_forbidden(cluster: KubeSim, operator: Operator, ns:
         out = wait_done(cluster, ns)
         failed = conditions(out)["Failed"]
         assert failed["reason"] == "Forbidden"
-        assert "volumesnapshots" in failed["message"]
+        # The Kubernetes verb that was refused (not the HTTP method), and the resource.
+        assert "not allowed to list volumesnapshots" in failed["message"], failed["message"]
     finally:
         cluster.kubectl(
             "apply", "-k", str(__import__("pathlib").Path(__file__).resolve().parents[2] / "manifests")

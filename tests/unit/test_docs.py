@@ -67,7 +67,7 @@ def test_links_within_troubleshooting_resolve() -> None:
 
 def test_links_into_troubleshooting_from_docs_and_code_resolve() -> None:
     targets = _targets(_text())
-    sources = [*DOCS.glob("*.md"), *(ROOT / "operator" / "clusterresync").glob("*.py")]
+    sources = [*DOCS.glob("*.md"), *(ROOT / "operator" / "clusterresync").rglob("*.py")]
     broken = sorted(
         {
             f"{src.relative_to(ROOT)}: #{fragment}"

@@ -166,7 +166,7 @@ class Calls:
     actions, ``kube.patch_status(ref)``, ``kube.exec(...)`` and
     ``kube.request(METHOD, path_for(api, plural, ...))``, where a ref is a ``Ref(api, kind,
     plural, ...)`` literal or a helper returning one (``pvc_ref``, ``resync_ref``, ...) and
-    names are resolved in their module. ``kube.py`` itself (the generic adapter) is not read.
+    names are resolved in their module (the planner's package included). ``kube.py`` itself (the generic adapter) is not read.
     """
 
     METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -174,9 +174,10 @@ class Calls:
     def __init__(self) -> None:
         self.found: set[tuple[str, str, str]] = set()
         self.modules = {
-            p.stem: (ast.parse(p.read_text()), importlib.import_module(f"clusterresync.{p.stem}"))
-            for p in sorted(PACKAGE.glob("*.py"))
-            if p.stem not in ("kube", "__init__")
+            mod: (ast.parse(p.read_text()), importlib.import_module(f"clusterresync.{mod}"))
+            for p in sorted(PACKAGE.rglob("*.py"))
+            if p.stem != "kube" and p.relative_to(PACKAGE).with_suffix("").parts[-1] != "__init__"
+            for mod in [".".join(p.relative_to(PACKAGE).with_suffix("").parts)]
         }
         self.ref_helpers: dict[str, tuple[ast.Call, Any]] = {}
         for tree, mod in self.modules.values():

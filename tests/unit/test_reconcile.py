@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from clusterresync.models import ClusterResyncStatus, PrimaryStatus
 from clusterresync.reconcile import merge_diff, protected_of, status_body
 
-from .test_planner import spec
+from .planner.drive import spec
 from .world import World
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5))

@@ -21,7 +21,10 @@ from .cluster import Cluster, ClusterConfig, write_kubeconfig
 
 def _serve(args: argparse.Namespace) -> int:
     config = ClusterConfig(
-        port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None, access_log=args.access_log
+        port=args.port,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        access_log=args.access_log,
+        audit_log=Path(args.audit_log) if args.audit_log else None,
     )
     if args.access_log:
         import logging
@@ -139,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     s.add_argument("--data-dir", help="directory holding volume data")
     s.add_argument("--access-log", action="store_true", help="log every request")
+    s.add_argument(
+        "--audit-log",
+        metavar="PATH",
+        help="append one audit.k8s.io/v1 Event (level Metadata) per request to PATH, as JSON lines",
+    )
     s.set_defaults(func=_serve)
     k = sub.add_parser("kubeconfig", help="write a kubeconfig that authenticates as a ServiceAccount")
     k.add_argument("--server-kubeconfig", required=True, help="the admin kubeconfig `kubesim serve` wrote")

@@ -54,6 +54,8 @@ class ClusterConfig:
     watch_history: int = 100_000
     # Log every request (method, path, status) to the "kubesim.access" logger.
     access_log: bool = False
+    # Append one audit.k8s.io/v1 Event per request (level Metadata) to this file (audit.py).
+    audit_log: Path | None = None
     # Volumes (csi.py, controllers/volumes.py, controllers/snapshots.py). Bytes/s of data copies (None: disk speed).
     copy_throughput_bytes_per_s: float | None = None
     snapshot_ready_delay: float = 0.2  # seconds from a snapshot's cut to readyToUse
@@ -97,6 +99,10 @@ class Cluster:
         self.front.admin_actions.update(self.csi.admin_actions())
         self.front.openapi = OpenAPI(self.api)
         self.front.bookmark_interval = self.config.bookmark_interval
+        if self.config.audit_log is not None:
+            from .audit import AuditLog
+
+            self.front.audit = AuditLog(self.config.audit_log)
         self.front.extra_handlers["/serviceaccounts/token"] = self._token_request
         from .podio import PodIO  # pods/exec, pods/attach, pods/log
 
@@ -180,6 +186,8 @@ class Cluster:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.front.audit is not None:
+            self.front.audit.close()
 
     @property
     def server_url(self) -> str:

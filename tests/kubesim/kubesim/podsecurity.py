@@ -22,7 +22,7 @@ each part here follows:
 
 The plugin's default configuration (``admission/api/v1/defaults.go``) is privileged:latest for
 enforce, audit and warn with no exemptions; so is kubesim's: a namespace without labels admits
-everything. Audit annotations have nowhere to go in kubesim (no audit log): the audit level is
+everything. kubesim's audit log (audit.py) carries no admission annotations: the audit level is
 parsed and validated like the others, then not used.
 """
 

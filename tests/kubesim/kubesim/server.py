@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import auth, builtin_schema, gonum, protobuf, tables
+from . import audit, auth, builtin_schema, gonum, protobuf, tables
 from .apiserver import FIELD_VALIDATION, APIServer, ListOptions, Result, WriteOptions
 from .errors import StatusError, bad_request, internal, method_not_allowed, unauthorized
 from .faults import Faults
@@ -77,9 +77,11 @@ class HTTPFront:
         ] = {}
         self.openapi: Any = None  # set by the cluster when the OpenAPI documents are available
         self.watch_connections: set[web.StreamResponse] = set()
+        self.audit: audit.AuditLog | None = None  # set by the cluster for --audit-log (audit.py)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[self._errors])
+        middlewares = [self._errors] if self.audit is None else [self._errors, self._audit]
+        app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=middlewares)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
@@ -100,6 +102,49 @@ class HTTPFront:
 
             traceback.print_exc()
             return status_response(internal(f"{type(e).__name__}: {e}"))
+
+    @web.middleware
+    async def _audit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The audit event of every request (audit.py), written once the response is known; an
+        error is seen here as the exception ``_errors`` turns into its response."""
+        assert self.audit is not None
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        ra = audit.new_request(
+            request.method,
+            request.path,
+            request.raw_path,  # req.URL.RequestURI(): path and query as sent
+            request.query,
+            request.headers.get("User-Agent", ""),
+            audit.source_ips(
+                request.headers.get("X-Forwarded-For"),
+                request.headers.get("X-Real-Ip"),
+                peer[0] if isinstance(peer, tuple) and peer else None,
+            ),
+        )
+        request[audit.REQUEST_KEY] = ra
+        try:
+            resp = await handler(request)
+        except StatusError as e:
+            ra.response_status = e.to_status()
+            self.audit.write(ra.event("ResponseComplete", e.code))
+            raise
+        except web.HTTPException as e:
+            self.audit.write(ra.event("ResponseComplete", e.status))
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            ra.response_status = internal(f"{type(e).__name__}: {e}").to_status()
+            self.audit.write(ra.event("ResponseComplete", 500))
+            raise
+        self.audit.write(ra.event("ResponseComplete", resp.status))
+        return resp
+
+    def audit_started(self, request: web.Request, code: int) -> None:
+        """The ``ResponseStarted`` event of a long-running request (a watch), as its headers go out."""
+        ra = request.get(audit.REQUEST_KEY)
+        if ra is not None and self.audit is not None:
+            self.audit.write(ra.event("ResponseStarted", code))
 
     # -- authentication ----------------------------------------------------------------------
     def authenticate(self, request: web.Request) -> auth.UserInfo:
@@ -142,25 +187,38 @@ class HTTPFront:
         groups_specified = auth.IMPERSONATE_GROUP_HEADER in request.headers
         return auth.impersonated_user(requests, groups_specified)
 
-    def authorize(self, attrs: auth.Attributes) -> None:
+    def authorize(self, attrs: auth.Attributes, request: web.Request | None = None) -> None:
         allowed, reason = self.authz.authorize(attrs)
+        ra = request.get(audit.REQUEST_KEY) if request is not None else None
+        if ra is not None:
+            ra.authorized(allowed, reason)  # filters/authorization.go: the decision annotations
         if not allowed:
             raise auth.forbidden_error(attrs, reason)
 
     # -- dispatch ----------------------------------------------------------------------------
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        user = self.impersonate(request, self.authenticate(request))
+        requestor = self.authenticate(request)
+        ra = request.get(audit.REQUEST_KEY)
+        if ra is not None:
+            ra.user = requestor
+        user = self.impersonate(request, requestor)
+        if ra is not None and user is not requestor:
+            ra.impersonated = user  # audit.LogImpersonatedUser
         query = dict(request.query)
         try:
             attrs = auth.request_attributes(request.method, path, query, user)
         except auth.RequestInfoError as e:
             raise internal(str(e)) from None
+        if ra is not None:
+            ra.attrs = attrs  # the audit event's verb and objectRef without parsing the path again
         if path.startswith("/kubesim/"):
+            if ra is not None:
+                ra.authorized("system:masters" in user.groups, "")
             if "system:masters" not in user.groups:
                 raise auth.forbidden_error(attrs)
             return await self.admin(request, path[len("/kubesim/") :])
-        self.authorize(attrs)
+        self.authorize(attrs, request)
         if not attrs.resource_request:
             return await self.non_resource(request, path)
         if self.faults is not None:
@@ -578,6 +636,7 @@ class HTTPFront:
             watcher, backlog = store.watch(rt.storage_key, ns if rt.namespaced else None, since)
         except TooOldResourceVersion as e:
             await resp.prepare(request)
+            self.audit_started(request, 200)
             status = StatusError(
                 410, "Expired", f"too old resource version: {e.requested} ({e.oldest})"
             ).to_status()
@@ -587,6 +646,7 @@ class HTTPFront:
         start_rv = store.rv
         self.watch_connections.add(resp)
         await resp.prepare(request)
+        self.audit_started(request, 200)
 
         async def send(type_: str, obj: dict[str, Any]) -> None:
             if as_table and type_ != "BOOKMARK" and type_ != "ERROR":

@@ -26,10 +26,18 @@ T = TypeVar("T")
 
 
 class KubeSim:
-    def __init__(self, workdir: Path | None = None, config: ClusterConfig | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        config: ClusterConfig | None = None,
+        *,
+        audit_log: Path | None = None,
+    ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="kubesim-") if workdir is None else None
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.config = config or ClusterConfig()
+        if audit_log is not None:
+            self.config.audit_log = Path(audit_log)  # audit.py; read it with kubesim.audit.read
         if self.config.data_dir is None:
             self.config.data_dir = self.workdir / "data"
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -246,7 +254,9 @@ class KubeSim:
 
 def wait_for(
     fn: Callable[[], T | Literal[False] | None],
-    timeout: float = 10.0,
+    # Generous: it returns as soon as the condition holds, and CI runs test files in parallel on
+    # two cores, where a kubelet restart with its probes can take well over 10 s.
+    timeout: float = 30.0,
     what: str = "condition",
     interval: float = 0.03,
 ) -> T:
