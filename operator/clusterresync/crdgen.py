@@ -29,6 +29,18 @@ VALIDATIONS: dict[str, list[JSON]] = {
             "rule": "self == oldSelf",
             "message": "spec is immutable: a ClusterResync runs once, like a Job; create a new one to resync again",
         },
+        {
+            "rule": "!has(self.primary.podName) || !has(self.replicas) || !(self.primary.podName in self.replicas)",
+            "message": "replicas must not include the primary pod (primary.podName): the primary is never resynced",
+        },
+        {
+            "rule": "!has(self.timeouts) || !has(self.timeouts.preflightSeconds) || "
+            "self.timeouts.preflightSeconds == 0 || !has(self.primaryStableSeconds) || "
+            "self.primaryStableSeconds < self.timeouts.preflightSeconds",
+            "message": "primaryStableSeconds must be below timeouts.preflightSeconds, so that a primary that has just "
+            "become Ready can become stable within the wait; set timeouts.preflightSeconds to 0 to check the "
+            "primary once, without waiting",
+        },
     ],
     "spec.primary": [
         {
@@ -43,8 +55,22 @@ VALIDATIONS: dict[str, list[JSON]] = {
             "message": "an empty selector would match every pod: give matchLabels or matchExpressions",
         },
     ],
+    "spec.primary.selector.matchExpressions[*]": [
+        {
+            "rule": "!(self.operator in ['In', 'NotIn']) || (has(self.values) && size(self.values) > 0)",
+            "message": "values must be non-empty when the operator is In or NotIn",
+        },
+        {
+            "rule": "!(self.operator in ['Exists', 'DoesNotExist']) || !has(self.values) || size(self.values) == 0",
+            "message": "values must be empty when the operator is Exists or DoesNotExist",
+        },
+    ],
 }
 LIST_SETS = {"spec.volumes", "spec.replicas"}
+# Lists of objects keyed by a field (server-side apply merges them by key; a key appears once).
+LIST_MAPS = {"status.conditions": ["type"], "status.replicas": ["name"]}
+# Conditions: while the resync works only Progressing is True; once over, only Complete or Failed.
+TRUE_CONDITION = '.status.conditions[?(@.status=="True")]'
 
 PRINTER_COLUMNS = [
     {
@@ -71,7 +97,20 @@ PRINTER_COLUMNS = [
         "jsonPath": ".status.progress",
         "description": "Replicas done over replicas to do.",
     },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": f"{TRUE_CONDITION}.reason",
+        "description": "The reason of the Complete or Failed condition once the resync is over, else of Progressing.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Message",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": f"{TRUE_CONDITION}.message",
+        "description": "The message of that condition (kubectl get -o wide).",
+    },
 ]
 
 
@@ -99,7 +138,18 @@ def _structural(node: JSON, defs: JSON, path: str) -> JSON:
         out["enum"] = list(node["enum"])
     else:
         out["type"] = node["type"]
-    for k in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern", "format"):
+    for k in (
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "pattern",
+        "format",
+    ):
         if k in node:
             out[k] = node[k]
     if "default" in node and node["default"] is not None:
@@ -122,6 +172,9 @@ def _structural(node: JSON, defs: JSON, path: str) -> JSON:
         out["items"] = _structural(node["items"], defs, f"{path}[*]")
         if path in LIST_SETS:
             out["x-kubernetes-list-type"] = "set"
+        elif path in LIST_MAPS:
+            out["x-kubernetes-list-type"] = "map"
+            out["x-kubernetes-list-map-keys"] = LIST_MAPS[path]
     if path in VALIDATIONS:
         out["x-kubernetes-validations"] = VALIDATIONS[path]
     return {k: v for k, v in out.items() if k not in _DROP or k == "additionalProperties"}

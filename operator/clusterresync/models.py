@@ -35,6 +35,21 @@ ANNOTATION_OLD_POD_UID = f"{GROUP}/old-pod-uid"  # on an old PV: the replica pod
 ANNOTATION_SWAPPED_AT = f"{GROUP}/swapped-at"  # on an old PV: its claim is being deleted (the swap)
 FINALIZER = f"{GROUP}/finalizer"
 
+# Bounds of the API, stated in the field descriptions (the Builder keeps the status within them).
+MAX_VOLUMES = 16  # spec.volumes, and the volumes of each replica
+MAX_REPLICAS = 1000  # spec.replicas and status.replicas
+MAX_REASON = 1024  # a condition's reason, as metav1.Condition
+MAX_MESSAGE = 32768  # a condition's or a replica's message, as metav1.Condition
+MAX_ARG = 8192  # one command-line argument of a hook
+# metav1.Condition's patterns (k8s.io/apimachinery/pkg/apis/meta/v1/types.go).
+CONDITION_TYPE_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+Name = Annotated[str, Field(max_length=253)]  # an object name (DNS subdomain)
+ShortName = Annotated[str, Field(max_length=63)]  # a DNS label: a volume or container name, a label value
+Uid = Annotated[str, Field(max_length=128)]
+Timestamp = Annotated[str, Field(max_length=64)]
+Arg = Annotated[str, Field(max_length=MAX_ARG)]
+
 
 class Model(BaseModel):
     """Frozen, camelCase on the wire, unknown fields refused (the CRD prunes them anyway)."""
@@ -60,24 +75,30 @@ class TargetRef(Model):
 
 
 class LabelSelectorRequirement(Model):
-    key: str = Field(description="The label key the requirement applies to.")
+    key: Annotated[str, Field(min_length=1, max_length=317)] = Field(
+        description="The label key the requirement applies to (at most 317 characters: prefix/name)."
+    )
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
         description="How the key relates to the values."
     )
-    values: list[str] | None = Field(
-        None, description="Values for In and NotIn; must be empty for Exists and DoesNotExist."
+    values: Annotated[list[ShortName], Field(max_length=64)] | None = Field(
+        None,
+        description="Values for In and NotIn (required, at least one); must be absent or empty for Exists and "
+        "DoesNotExist. At most 64 values of at most 63 characters.",
     )
 
 
 class LabelSelector(Model):
-    match_labels: dict[str, str] | None = Field(None, description="Labels a pod must carry, all of them.")
-    match_expressions: list[LabelSelectorRequirement] | None = Field(
-        None, description="Requirements a pod's labels must meet, all of them."
+    match_labels: Annotated[dict[str, ShortName], Field(max_length=64)] | None = Field(
+        None, description="Labels a pod must carry, all of them. At most 64."
+    )
+    match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=16)] | None = Field(
+        None, description="Requirements a pod's labels must meet, all of them. At most 16."
     )
 
 
 class PrimarySpec(Model):
-    pod_name: str | None = Field(
+    pod_name: Name | None = Field(
         None, description="Name of the primary pod. Exactly one of podName and selector is set."
     )
     selector: LabelSelector | None = Field(
@@ -88,11 +109,12 @@ class PrimarySpec(Model):
 
 
 class ExecHook(Model):
-    container: str | None = Field(
+    container: ShortName | None = Field(
         None, description="Container to run the command in; default: the pod's first container."
     )
-    command: Annotated[list[str], Field(min_length=1)] = Field(
-        description="Command and arguments, run without a shell (use [sh, -c, ...] for one)."
+    command: Annotated[list[Arg], Field(min_length=1, max_length=64)] = Field(
+        description="Command and arguments, run without a shell (use [sh, -c, ...] for one). At most 64 items "
+        "of at most 8192 characters."
     )
     timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
         300, description="How long the command may run before the hook counts as failed."
@@ -106,17 +128,28 @@ class ExecHook(Model):
 
 
 class EnvVar(Model):
-    name: str = Field(description="Name of the environment variable.")
-    value: str = Field("", description="Its value.")
+    name: Annotated[str, Field(min_length=1, max_length=253)] = Field(
+        description="Name of the environment variable (at most 253 characters)."
+    )
+    value: Annotated[str, Field(max_length=MAX_ARG)] = Field(
+        "", description="Its value (at most 8192 characters)."
+    )
 
 
 class RestoreHook(Model):
-    image: Annotated[str, Field(min_length=1)] = Field(description="Image of the restore Job's container.")
-    command: Annotated[list[str], Field(min_length=1)] = Field(
-        description="Command run in the restore Job, with the restored volumes mounted at the replica's mountPaths."
+    image: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
+        description="Image of the restore Job's container (at most 1024 characters)."
     )
-    args: list[str] | None = Field(None, description="Arguments to the command.")
-    env: list[EnvVar] | None = Field(None, description="Environment of the restore Job's container.")
+    command: Annotated[list[Arg], Field(min_length=1, max_length=64)] = Field(
+        description="Command run in the restore Job, with the restored volumes mounted at the replica's mountPaths. "
+        "At most 64 items of at most 8192 characters."
+    )
+    args: Annotated[list[Arg], Field(max_length=64)] | None = Field(
+        None, description="Arguments to the command. At most 64 of at most 8192 characters."
+    )
+    env: Annotated[list[EnvVar], Field(max_length=64)] | None = Field(
+        None, description="Environment of the restore Job's container. At most 64 variables."
+    )
     timeout_seconds: Annotated[int, Field(ge=1, le=86400)] = Field(
         1800, description="How long the restore Job may run before the replica's resync fails."
     )
@@ -151,24 +184,38 @@ class Timeouts(Model):
 class ClusterResyncSpec(Model):
     target: TargetRef = Field(description="The workload whose replicas are resynced from its primary.")
     primary: PrimarySpec = Field(description="Which pod of the target is the primary. It is never modified.")
-    volumes: Annotated[list[str], Field(min_length=1)] = Field(
-        description="Pod volume names holding the data (for a StatefulSet: volumeClaimTemplate names). At least one."
+    volumes: Annotated[list[ShortName], Field(min_length=1, max_length=MAX_VOLUMES)] = Field(
+        description="Pod volume names holding the data (for a StatefulSet: volumeClaimTemplate names). At least "
+        "one, at most 16, each listed once, of at most 63 characters."
     )
-    replicas: list[str] | None = Field(
-        None, description="Pods to resync; default: every pod of the target but the primary."
+    replicas: Annotated[list[Name], Field(max_length=MAX_REPLICAS)] | None = Field(
+        None,
+        description="Pods to resync; default: every pod of the target but the primary. At most 1000, each listed "
+        "once; never the primary (primary.podName).",
     )
     method: Literal["Snapshot", "Clone"] = Field(
         "Snapshot",
         description="Snapshot: copy the primary's volumes through CSI VolumeSnapshots. "
         "Clone: CSI volume cloning of the primary's claims.",
     )
-    volume_snapshot_class_name: str | None = Field(
+    volume_snapshot_class_name: Name | None = Field(
         None,
         description="VolumeSnapshotClass to use; default: the class whose driver is the claims' provisioner "
         "(the default-annotated one first).",
     )
     max_parallel: Annotated[int, Field(ge=1, le=100)] = Field(
-        1, description="How many replicas may be out of service at once."
+        1,
+        description="How many replicas may be out of service at once: from the deletion of a replica's "
+        "claims (the swap) until it is verified on the copy, or rolled back. Copying does not count: see "
+        "maxParallelCopies.",
+    )
+    max_parallel_copies: Annotated[int, Field(ge=1, le=100)] = Field(
+        2,
+        description="How many replicas may have a copy being made or waiting for its swap at once (method "
+        "Snapshot). Copies are made ahead of the swaps, while the replicas still serve; each holds a full "
+        "copy of the primary's volumes until its replica is swapped, so this bounds the extra storage "
+        "(maxParallelCopies x the primary's volume sizes) and the copy bandwidth the resync takes. "
+        "With method Clone every replica's copy is made at once, between the hooks.",
     )
     dry_run: bool = Field(
         False, description="Plan only: the status lists what would be done; nothing is created or deleted."
@@ -179,7 +226,10 @@ class ClusterResyncSpec(Model):
         "has no such check yet, so this field has no effect; check replication positions before applying.",
     )
     primary_stable_seconds: Annotated[int, Field(ge=0)] = Field(
-        60, description="The primary must have been Ready, without a container restart, for this long."
+        60,
+        description="The primary must have been Ready, without a container restart, for this long. When "
+        "timeouts.preflightSeconds is above 0, it must be below it (else a primary that just became Ready could "
+        "never become stable within the wait).",
     )
     old_volumes: Literal["Retain", "Delete"] = Field(
         "Retain",
@@ -188,6 +238,11 @@ class ClusterResyncSpec(Model):
     )
     hooks: Hooks | None = Field(None, description="Commands run around the snapshot and before each swap.")
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Time limits of the phases.")
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = Field(
+        None,
+        description="Like a Job's: once Completed or Failed and cleaned up, the ClusterResync is deleted this many "
+        "seconds after status.completedAt (0: at once). Default: never. The volumes it retained stay, labelled.",
+    )
 
 
 # -- status ----------------------------------------------------------------------------------
@@ -207,24 +262,36 @@ ReplicaPhase = Literal[
 
 
 class Condition(Model):
-    type: str = Field(description="Type of the condition: Progressing, Complete or Failed.")
+    """A condition in the shape of metav1.Condition."""
+
+    type: Annotated[str, Field(max_length=316, pattern=CONDITION_TYPE_PATTERN)] = Field(
+        description="Type of the condition: Progressing, Complete or Failed."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="Whether the condition holds.")
-    reason: str = Field(description="A CamelCase word saying why.")
-    message: str = Field("", description="Human-readable details.")
-    observed_generation: int | None = Field(None, description="The generation the condition was set for.")
-    last_transition_time: str = Field(description="When the status last changed.")
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_REASON, pattern=CONDITION_REASON_PATTERN)] = (
+        Field(description="A CamelCase word saying why (at most 1024 characters).")
+    )
+    message: Annotated[str, Field(max_length=MAX_MESSAGE)] = Field(
+        "", description="Human-readable details (at most 32768 characters; a longer one is cut, marked)."
+    )
+    observed_generation: Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})] | None = Field(
+        None, description="The generation the condition was set for."
+    )
+    last_transition_time: Annotated[str, Field(json_schema_extra={"format": "date-time"})] = Field(
+        description="When the status last changed."
+    )
 
 
 class PrimaryStatus(Model):
-    pod_name: str = Field(description="The primary pod.")
-    uid: str = Field(description="Its uid when the resync began: a recreated primary has another.")
-    node_name: str = Field("", description="The node it runs on.")
+    pod_name: Name = Field(description="The primary pod.")
+    uid: Uid = Field(description="Its uid when the resync began: a recreated primary has another.")
+    node_name: Name = Field("", description="The node it runs on.")
     restart_count: int = Field(0, description="Its containers' restarts when the resync began.")
-    target_uid: str = Field("", description="Uid of the target when the resync began.")
-    claims: dict[str, str] = Field(
+    target_uid: Uid = Field("", description="Uid of the target when the resync began.")
+    claims: Annotated[dict[str, Name], Field(max_length=MAX_VOLUMES)] = Field(
         default_factory=dict, description="Volume name to the primary's claim name."
     )
-    volumes: dict[str, str] = Field(
+    volumes: Annotated[dict[str, Name], Field(max_length=MAX_VOLUMES)] = Field(
         default_factory=dict,
         description="Volume name to the PersistentVolume bound to the primary's claim. The operator never "
         "writes to these, nor to the primary's pod and claims.",
@@ -232,70 +299,92 @@ class PrimaryStatus(Model):
 
 
 class SnapshotStatus(Model):
-    volume: str = Field(description="The volume it copies.")
-    name: str = Field(description="The VolumeSnapshot (Snapshot method) or source claim (Clone method).")
+    volume: ShortName = Field(description="The volume it copies.")
+    name: Name = Field(description="The VolumeSnapshot (Snapshot method) or source claim (Clone method).")
     ready_to_use: bool = Field(False, description="Whether it can be restored from.")
-    restore_size: str | None = Field(None, description="Minimum size of a volume restored from it.")
+    restore_size: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="Minimum size of a volume restored from it."
+    )
 
 
 class VolumeStatus(Model):
-    volume: str = Field(description="The pod volume name.")
-    claim: str = Field(description="The replica's claim.")
-    old_claim_uid: str | None = Field(None, description="Uid of the claim the replica had before the swap.")
-    old_pv: str | None = Field(None, description="The PersistentVolume the replica had before the swap.")
-    old_pv_reclaim_policy: str | None = Field(
+    volume: ShortName = Field(description="The pod volume name.")
+    claim: Name = Field(description="The replica's claim.")
+    old_claim_uid: Uid | None = Field(None, description="Uid of the claim the replica had before the swap.")
+    old_pv: Name | None = Field(None, description="The PersistentVolume the replica had before the swap.")
+    old_pv_reclaim_policy: Annotated[str, Field(max_length=16)] | None = Field(
         None, description="Its reclaim policy before the resync changed it."
     )
-    staging_claim: str | None = Field(
+    staging_claim: Name | None = Field(
         None, description="The temporary claim the new volume was restored into."
     )
-    new_pv: str | None = Field(None, description="The PersistentVolume holding the copy.")
-    new_pv_reclaim_policy: str | None = Field(
+    new_pv: Name | None = Field(None, description="The PersistentVolume holding the copy.")
+    new_pv_reclaim_policy: Annotated[str, Field(max_length=16)] | None = Field(
         None, description="Its reclaim policy before the resync changed it."
     )
 
 
 class ReplicaStatus(Model):
-    name: str = Field(description="The replica pod.")
+    name: Name = Field(description="The replica pod.")
     phase: ReplicaPhase = Field("Pending", description="Where this replica's resync stands.")
-    node_name: str | None = Field(None, description="The node the replica ran on when it was staged.")
-    old_pod_uid: str | None = Field(None, description="Uid of the replica pod before the swap.")
-    volumes: list[VolumeStatus] = Field(default_factory=list, description="Per volume: old and new volumes.")
-    started_at: str | None = Field(None, description="When work on this replica began.")
-    swap_started_at: str | None = Field(None, description="When the replica went out of service.")
-    completed_at: str | None = Field(None, description="When the replica was verified (or failed).")
-    reason: str | None = Field(
+    node_name: Name | None = Field(None, description="The node the replica ran on when it was staged.")
+    old_pod_uid: Uid | None = Field(None, description="Uid of the replica pod before the swap.")
+    volumes: Annotated[list[VolumeStatus], Field(max_length=MAX_VOLUMES)] = Field(
+        default_factory=list, description="Per volume: old and new volumes. At most 16."
+    )
+    started_at: Timestamp | None = Field(None, description="When work on this replica began.")
+    swap_started_at: Timestamp | None = Field(None, description="When the replica went out of service.")
+    completed_at: Timestamp | None = Field(None, description="When the replica was verified (or failed).")
+    reason: Annotated[str, Field(max_length=MAX_REASON)] | None = Field(
         None, description="Why a Failed or Skipped replica is: a reason of docs/troubleshooting.md."
     )
-    message: str = Field("", description="What is happening, or what went wrong.")
+    message: Annotated[str, Field(max_length=MAX_MESSAGE)] = Field(
+        "",
+        description="What is happening, or what went wrong (at most 32768 characters; a longer one is cut, marked).",
+    )
 
 
 class PlannedAction(Model):
-    replica: str = Field("", description="The replica the action concerns, if any.")
-    action: str = Field(description="What would be done.")
+    replica: Name = Field("", description="The replica the action concerns, if any.")
+    action: Annotated[str, Field(max_length=MAX_MESSAGE)] = Field(
+        description="What would be done (at most 32768 characters; a longer one is cut, marked)."
+    )
 
 
 class ClusterResyncStatus(Model):
     phase: Phase = Field(
         "Pending", description="Pending, Preflight, Snapshotting, Resyncing, Completed or Failed."
     )
-    conditions: list[Condition] = Field(
-        default_factory=list, description="Progressing, Complete and Failed, as a Job has."
+    conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
+        default_factory=list,
+        description="Progressing, Complete and Failed, as a Job has: metav1.Conditions, one per type. At most 8.",
     )
-    observed_generation: int | None = Field(None, description="The generation this status describes.")
+    observed_generation: Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})] | None = Field(
+        None, description="The generation this status describes."
+    )
     primary: PrimaryStatus | None = Field(None, description="The primary, as identified at preflight.")
-    snapshots: list[SnapshotStatus] = Field(
-        default_factory=list, description="The snapshots (or clone sources) taken."
+    snapshots: Annotated[list[SnapshotStatus], Field(max_length=MAX_VOLUMES)] = Field(
+        default_factory=list,
+        description="The snapshots (or clone sources) taken: one per volume, at most 16.",
     )
-    progress: str = Field("", description="Replicas done over replicas to do, e.g. 1/2.")
-    started_at: str | None = Field(None, description="When the resync began.")
-    completed_at: str | None = Field(None, description="When it completed or failed.")
-    replicas: list[ReplicaStatus] = Field(default_factory=list, description="Per replica progress.")
-    hooks_done: list[str] = Field(
+    progress: Annotated[str, Field(max_length=32)] = Field(
+        "", description="Replicas done over replicas to do, e.g. 1/2 (completed/total)."
+    )
+    completed: Annotated[int, Field(ge=0)] | None = Field(None, description="Replicas completed (verified).")
+    total: Annotated[int, Field(ge=0)] | None = Field(None, description="Replicas to do.")
+    started_at: Timestamp | None = Field(None, description="When the resync began.")
+    completed_at: Timestamp | None = Field(None, description="When it completed or failed.")
+    replicas: Annotated[list[ReplicaStatus], Field(max_length=MAX_REPLICAS)] = Field(
+        default_factory=list, description="Per replica progress, one per name. At most 1000."
+    )
+    hooks_done: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=8)] = Field(
         default_factory=list, description="Hooks that have run: preSnapshot, postSnapshot."
     )
-    plan: list[PlannedAction] = Field(default_factory=list, description="With dryRun: what would be done.")
-    waiting_for: str | None = Field(
+    plan: Annotated[list[PlannedAction], Field(max_length=20000)] = Field(
+        default_factory=list,
+        description="With dryRun: what would be done. At most 20000 steps (1000 replicas x (16 volumes + 2) + 18).",
+    )
+    waiting_for: Name | None = Field(
         None, description="Another ClusterResync of the same target this one waits for."
     )
 

@@ -300,6 +300,14 @@ def reconcile(kube: Kube, body: Obj) -> Outcome:
             logger.info("an object changed meanwhile: planning again from a fresh observation", object=e.what)
             return Outcome(result, result.status, replan_now=True)
         return _api_failure(kube, body, replace(resync, status=result.status), rv, e, logger)
+    if result.delete_self_after is not None and result.delete_self_after <= 0:
+        # spec.ttlSecondsAfterFinished is up: this very object, and no other of the same name.
+        try:
+            kube.delete(resync_ref(resync.namespace, resync.name), resync.uid)
+        except KubeError as e:
+            logger.warning("could not delete the finished resync (ttlSecondsAfterFinished)", error=str(e))
+            return Outcome(replace(result, requeue_after=TRANSIENT_RETRY_SECONDS), result.status)
+        logger.info("deleted: ttlSecondsAfterFinished is up")
     return Outcome(result, result.status)
 
 

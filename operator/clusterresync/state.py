@@ -153,3 +153,6 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
     remove_finalizer: bool = False
+    # spec.ttlSecondsAfterFinished: the ClusterResync itself is to be deleted in this many seconds
+    # (0: now; the adapter deletes it, with a uid precondition). None: never.
+    delete_self_after: float | None = None

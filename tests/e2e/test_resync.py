@@ -198,17 +198,53 @@ def test_happy_path_primary_not_at_ordinal_zero(cluster: KubeSim, operator: Oper
     c = conditions(out)
     assert c["Complete"]["status"] == "True" and c["Complete"]["reason"] == "ResyncSucceeded"
     assert out["status"]["progress"] == "2/2"
+    assert (out["status"]["completed"], out["status"]["total"]) == (2, 2)
     assert out["status"]["primary"]["podName"] == "keycloak-db-2"
     assert_resynced(cluster, db, [0, 1])
     assert_primary_untouched(cluster, db)
     assert_clean(cluster, ns)
     table = cluster.kubectl("get", "crsync", "-n", ns).stdout.splitlines()
-    assert table[0].split() == ["NAME", "TARGET", "PRIMARY", "PHASE", "PROGRESS", "AGE"]
-    assert table[1].split()[:5] == ["rs", "keycloak-db", "keycloak-db-2", "Completed", "2/2"]
+    assert table[0].split() == ["NAME", "TARGET", "PRIMARY", "PHASE", "PROGRESS", "REASON", "AGE"]
+    assert table[1].split()[:6] == [
+        "rs",
+        "keycloak-db",
+        "keycloak-db-2",
+        "Completed",
+        "2/2",
+        "ResyncSucceeded",
+    ]
+    wide = cluster.kubectl("get", "crsync", "-n", ns, "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-2:] == ["AGE", "MESSAGE"], wide
+    assert c["Complete"]["message"] in wide[1], wide
+    # The retained old volumes, by the resync's name.
+    old = {
+        pv["metadata"]["name"]
+        for pv in get(cluster, "pv", "-l", "clusterresync.io/resync=rs,clusterresync.io/volume-role=old")[
+            "items"
+        ]
+    }
+    assert {r["volumes"][0]["oldPv"] for r in out["status"]["replicas"]} <= old  # other tests' "rs" too
     events = get(cluster, "events", "-n", ns, "--field-selector", "involvedObject.kind=ClusterResync")[
         "items"
     ]
     assert {"ResyncSucceeded", "PreflightPassed"} <= {e["reason"] for e in events}
+
+
+def test_ttl_seconds_after_finished_deletes_the_resync(cluster: KubeSim, operator: Operator, ns: str) -> None:
+    db = make_db(cluster, ns, replicas=2, primary=0)
+    resync(cluster, db, ttlSecondsAfterFinished=2)
+    out = wait_done(cluster, ns)
+    assert out["status"]["phase"] == "Completed", (out["status"], operator.output()[-3000:])
+    wait_for(
+        lambda: cluster.kubectl("get", "crsync", "-n", ns, "rs", check=False).returncode != 0,
+        60,
+        "the finished resync to be deleted",
+    )
+    assert_resynced(cluster, db, [1])
+    assert_clean(cluster, ns)
+    # The old volume stays, labelled with the resync's name, after the resync is gone.
+    kept = get(cluster, "pv", "-l", "clusterresync.io/resync=rs,clusterresync.io/volume-role=old")["items"]
+    assert out["status"]["replicas"][0]["volumes"][0]["oldPv"] in {pv["metadata"]["name"] for pv in kept}
 
 
 def test_explain(cluster: KubeSim) -> None:
@@ -318,16 +354,18 @@ def test_snapshot_unsupported_driver_is_refused(cluster: KubeSim, operator: Oper
     assert conditions(out)["Failed"]["reason"] == "NoSnapshotClass"
 
 
-def test_primary_not_stable_is_refused_after_waiting(cluster: KubeSim, operator: Operator, ns: str) -> None:
+def test_primary_not_stable_is_refused(cluster: KubeSim, operator: Operator, ns: str) -> None:
     db = make_db(cluster, ns, replicas=2, primary=0)
-    resync(cluster, db, primaryStableSeconds=3600, timeouts={"preflightSeconds": 2})
+    # A wait shorter than the stability window is refused by the API: check once, without waiting.
+    resync(cluster, db, primaryStableSeconds=3600, timeouts={"preflightSeconds": 0})
     out = wait_done(cluster, ns)
     assert conditions(out)["Failed"]["reason"] == "PrimaryNotStable"
 
 
 def test_second_resync_of_the_same_target_waits(cluster: KubeSim, operator: Operator, ns: str) -> None:
     db = make_db(cluster, ns, replicas=2, primary=0)
-    resync(cluster, db, name="first", primaryStableSeconds=3600, timeouts={"preflightSeconds": 6})
+    # "first" waits (in preflight) for its primary to be stable for an hour, until it is deleted.
+    resync(cluster, db, name="first", primaryStableSeconds=3600, timeouts={"preflightSeconds": 3601})
     time.sleep(0.5)
     resync(cluster, db, name="second")
 
@@ -339,7 +377,7 @@ def test_second_resync_of_the_same_target_waits(cluster: KubeSim, operator: Oper
         )
 
     wait_for(waiting, 30, "the second resync to wait")
-    assert wait_done(cluster, ns, "first")["status"]["phase"] == "Failed"
+    cluster.kubectl("delete", "crsync", "-n", ns, "first", "--timeout=60s")
     second = wait_done(cluster, ns, "second")
     assert second["status"]["phase"] == "Completed"
     # Once it no longer waits, the field is gone from the server's status, not left behind.

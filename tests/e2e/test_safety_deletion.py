@@ -81,7 +81,7 @@ def snapshot_taken(cluster: KubeSim, ns: str) -> Any:
 HOLDS = {
     # Waiting for the primary to be stable for an hour.
     "Preflight": Hold(
-        spec={"primaryStableSeconds": 3600, "timeouts": {"preflightSeconds": 3600}},
+        spec={"primaryStableSeconds": 3600, "timeouts": {"preflightSeconds": 7200}},
         wait_in=phase_is("Preflight"),
     ),
     # The snapshot is never cut.

@@ -17,7 +17,7 @@ from .safety_helpers import (
     OPERATOR_USER,
     add_fault,
     assert_kept_old_volumes,
-    assert_never_started,
+    assert_never_swapped,
     assert_no_delete_unless_verified,
     assert_no_prebound,
     assert_no_temporaries,
@@ -65,9 +65,9 @@ def test_replica_not_ready_on_the_copy_is_rolled_back(cluster: KubeSim, operator
     new_pv = replica_status(st, "pg-0")["volumes"][0].get("newPv")
     if new_pv and get_or_none(cluster, "pv", new_pv) is not None:
         assert new_pv in str(st), f"the copy {new_pv} is kept but the status does not say so"
-    # One failure stops the run: pg-2 was never started.
+    # One failure stops the run: pg-2 was never swapped.
     assert_untouched(cluster, db, before, 2)
-    assert_never_started(cluster, ns, "pg-2")
+    assert_never_swapped(cluster, ns, "pg-2")
     assert_no_prebound(cluster, ns)
     assert_no_temporaries(cluster, ns)
     assert_primary_untouched(cluster, db)
@@ -120,7 +120,7 @@ def test_restore_failure_leaves_the_replica_untouched_and_stops_the_run(
     assert "pg-0" in cond["message"]
     assert_untouched(cluster, db, before, 0)
     assert_untouched(cluster, db, before, 2)
-    assert_never_started(cluster, ns, "pg-2")
+    assert_never_swapped(cluster, ns, "pg-2")
     assert_no_prebound(cluster, ns)
     assert_no_temporaries(cluster, ns)
     assert [

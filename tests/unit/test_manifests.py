@@ -43,6 +43,7 @@ ALLOWED: dict[tuple[str, str], dict[str, str]] = {
         "list": "the other resyncs of the namespace (one per target); Kopf's watch starts with a list",
         "watch": "Kopf's watch",
         "patch": "Kopf's finalizer and bookkeeping annotations",
+        "delete": "a finished resync whose spec.ttlSecondsAfterFinished is up (uid precondition)",
     },
     ("clusterresync.io", "clusterresyncs/status"): {"patch": "the status is the operator's memory"},
     ("", "events"): {

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ..models import FINALIZER
 from ..state import Observed, Plan
-from .cleanup import cleanup
+from .cleanup import cleanup, expire
 from .deletion import deletion
 from .naming import snapshot_name, staging_claim_name, staging_job_name, uid_key
 from .objects import labels_match, parse_ts, pod_ready, ts
@@ -59,8 +59,8 @@ def plan(obs: Observed) -> Plan:
     if b.status.phase in FINISHED:
         skip_not_swapped(b)
         drive_in_flight(b)
-        if not in_flight(b):
-            cleanup(b)
+        if not in_flight(b) and cleanup(b):
+            expire(b)
         return b.plan()
     if b.status.phase == "Pending":
         pending(b)
@@ -70,6 +70,6 @@ def plan(obs: Observed) -> Plan:
         snapshotting(b)
     if b.status.phase == "Resyncing":
         resyncing(b)
-    if b.status.phase in FINISHED and not in_flight(b):
-        cleanup(b)
+    if b.status.phase in FINISHED and not in_flight(b) and cleanup(b):
+        expire(b)
     return b.plan()

@@ -4,10 +4,12 @@ copies not used.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from ..models import ReplicaStatus
 from ..state import Create, Delete, Obj, job_ref, pvc_ref, snapshot_ref
 from .naming import owner_references, resync_labels, staging_claim_name
-from .objects import deleting, meta, uid
+from .objects import deleting, meta, parse_ts, uid
 from .status import IN_FLIGHT, Builder
 from .volumes import owned, prebind_patch, pv_patch
 
@@ -83,6 +85,19 @@ def cleanup(b: Builder) -> bool:
     if not clean:
         b.again(1.0)
     return clean
+
+
+def expire(b: Builder) -> None:
+    """spec.ttlSecondsAfterFinished, for a finished resync that is cleaned up: ask for the
+    resync's own deletion once the time is up, and come back then (the daemon keeps running)."""
+    ttl = b.obs.resync.spec.ttl_seconds_after_finished
+    if ttl is None:
+        return
+    finished = parse_ts(b.status.completed_at) if b.status.completed_at else b.obs.now
+    left = max(0.0, (finished + dt.timedelta(seconds=ttl) - b.obs.now).total_seconds())
+    b.delete_self_after = left
+    # Requeued until it is due; once due, again shortly, in case the deletion did not happen.
+    b.again(left if left > 0 else 5.0)
 
 
 def _discard_copy(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..conditions import ConditionType, EventReason, EventType, Reason
+from ..models import ReplicaStatus
 from .objects import deleting, meta, ordinal, parse_ts, ts, uid
 from .rollback import rollback
 from .snapshot import primary_changed
@@ -15,6 +16,7 @@ from .status import (
     ACTIVE_REPLICA_PHASES,
     IN_FLIGHT,
     NOT_SWAPPED,
+    OUT_OF_SERVICE,
     REPLICA_DONE,
     Builder,
     fail_replica,
@@ -108,8 +110,10 @@ def resyncing(b: Builder) -> None:
             continue
         stop = _stop_cause(b)
         if r.phase == "Pending":
-            active = sum(1 for x in b.status.replicas if x.phase in ACTIVE_REPLICA_PHASES)
-            if stop or active >= spec.max_parallel:
+            # Copies are made ahead, while the replicas serve: maxParallelCopies bounds them (space
+            # and bandwidth); maxParallel bounds the swaps (downtime), in ``_detaching``.
+            copies = sum(1 for x in b.status.replicas if x.phase in ("Restoring", "Detaching"))
+            if stop or copies >= spec.max_parallel_copies:
                 continue
             away = _scaled_away(b, name)
             if away:
@@ -201,18 +205,7 @@ def step_replica(b: Builder, name: str, stop: tuple[Reason, str] | None) -> None
                 f"not swapped: {away or (stop[1] if stop else '')}; the replica was not touched",
             )
             return
-        # Staging may take replicaSeconds, plus the restore hook's own time limit when there is one.
-        hook = spec.hooks.restore if spec.hooks else None
-        staging_limit = limit + (hook.timeout_seconds if hook else 0)
-        if r.started_at and (b.obs.now - parse_ts(r.started_at)).total_seconds() >= staging_limit:
-            fail_replica(
-                b,
-                r,
-                Reason.RESTORE_FAILED,
-                f"restore not finished after {staging_limit}s (timeouts.replicaSeconds"
-                + (" + hooks.restore.timeoutSeconds" if hook else "")
-                + f"): {r.message}; the replica was not touched",
-            )
+        if r.phase == "Restoring" and _staging_timed_out(b, r):
             return
     if r.phase in ("Swapping", "Verifying", "RollingBack"):
         # Without a target (deleted, or this replica scaled away) nothing will recreate the pod:
@@ -269,12 +262,36 @@ def _restoring(b: Builder, name: str) -> bool:
     return True
 
 
+def _staging_timed_out(b: Builder, r: ReplicaStatus) -> bool:
+    """Staging (the copy made, detached, pre-bound) may take replicaSeconds, plus the restore
+    hook's own time limit when there is one; then the replica fails, untouched. Waiting for a
+    swap slot once staged is not staging: it has no limit of its own."""
+    spec = b.obs.resync.spec
+    hook = spec.hooks.restore if spec.hooks else None
+    limit = spec.timeouts.replica_seconds + (hook.timeout_seconds if hook else 0)
+    if not r.started_at or (b.obs.now - parse_ts(r.started_at)).total_seconds() < limit:
+        return False
+    fail_replica(
+        b,
+        r,
+        Reason.RESTORE_FAILED,
+        f"restore not finished after {limit}s (timeouts.replicaSeconds"
+        + (" + hooks.restore.timeoutSeconds" if hook else "")
+        + f"): {r.message}; the replica was not touched",
+    )
+    return True
+
+
 def _detaching(b: Builder, name: str) -> bool:
     """Stage 2: the copy detached and pre-bound, the old volume kept; then, unless the run has
-    stopped, the replica goes out of service: Swapping."""
+    stopped, the replica goes out of service (Swapping) as soon as maxParallel allows."""
     if not detach(b, b.replica(name)):
+        if b.replica(name).phase == "Detaching":
+            _staging_timed_out(b, b.replica(name))
         return False
     if b.replica(name).phase != "Detaching" or not retain_old(b, b.replica(name)):
+        if b.replica(name).phase == "Detaching":
+            _staging_timed_out(b, b.replica(name))
         return False
     if b.replica(name).phase != "Detaching":
         return False
@@ -282,6 +299,16 @@ def _detaching(b: Builder, name: str) -> bool:
     stop = _stop_cause(b)
     if stop:
         skip(b, b.replica(name), stop[0], f"not swapped: {stop[1]}; the replica was not touched")
+        return False
+    # maxParallel bounds the replicas out of service: a staged copy waits for a slot.
+    spec = b.obs.resync.spec
+    out = [x.name for x in b.status.replicas if x.phase in OUT_OF_SERVICE]
+    if len(out) >= spec.max_parallel:
+        msg = (
+            f"copy staged; waiting to swap: {', '.join(out)} out of service (maxParallel {spec.max_parallel})"
+        )
+        if b.replica(name).message != msg:
+            b.put_replica(b.replica(name).model_copy(update={"message": msg}))
         return False
     pod = b.obs.pods.get(name)
     b.put_replica(

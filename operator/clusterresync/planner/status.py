@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from ..conditions import ConditionType, EventReason, EventType, Reason
-from ..models import Condition, ReplicaStatus
+from ..models import MAX_MESSAGE, Condition, ReplicaStatus
 from ..state import Action, Event, Observed, Plan
 from .objects import policy_of, ts
 
@@ -21,6 +21,13 @@ NOT_SWAPPED = ("Pending", "Restoring", "Detaching")
 FINISHED = ("Completed", "Failed")
 REPLICA_DONE = ("Completed", "Failed", "Skipped")
 POLL = 2.0
+CUT = " ... [cut]"
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` within the API's limit (characters, as the API server counts them): a longer one is
+    cut and ends with a marker, so that a status write never fails validation."""
+    return text if len(text) <= limit else text[: limit - len(CUT)] + CUT
 
 
 class Builder:
@@ -32,6 +39,7 @@ class Builder:
         self.actions: list[Action] = []
         self.events: list[Event] = []
         self.requeue: float | None = None
+        self.delete_self_after: float | None = None
 
     @property
     def now(self) -> str:
@@ -45,6 +53,7 @@ class Builder:
 
     def condition(self, type_: ConditionType, status: CondStatus, reason: Reason, message: str) -> None:
         gen = self.obs.resync.generation
+        message = bounded(message)
         conds = list(self.status.conditions)
         for i, c in enumerate(conds):
             if c.type == type_:
@@ -107,8 +116,26 @@ class Builder:
     def plan(self, remove_finalizer: bool = False) -> Plan:
         done = sum(1 for r in self.status.replicas if r.phase == "Completed")
         if self.status.replicas:
-            self.set(progress=f"{done}/{len(self.status.replicas)}")
-        return Plan(self.status, self.actions, self.events, self.requeue, remove_finalizer)
+            total = len(self.status.replicas)
+            self.set(progress=f"{done}/{total}", completed=done, total=total)
+        self._bound()
+        return Plan(
+            self.status, self.actions, self.events, self.requeue, remove_finalizer, self.delete_self_after
+        )
+
+    def _bound(self) -> None:
+        """Messages within the API's limits, wherever they were written (model_copy does not validate)."""
+        if any(len(r.message) > MAX_MESSAGE for r in self.status.replicas):
+            self.set(
+                replicas=[
+                    r.model_copy(update={"message": bounded(r.message)})
+                    if len(r.message) > MAX_MESSAGE
+                    else r
+                    for r in self.status.replicas
+                ]
+            )
+        if any(len(a.action) > MAX_MESSAGE for a in self.status.plan):
+            self.set(plan=[a.model_copy(update={"action": bounded(a.action)}) for a in self.status.plan])
 
 
 def set_vol(b: Builder, r: ReplicaStatus, volume: str, **changes: Any) -> ReplicaStatus:

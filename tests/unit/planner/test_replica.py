@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from clusterresync import planner
+from clusterresync.planner.status import OUT_OF_SERVICE
 
 from ..world import World
 from .drive import assert_success, drive, policy, reasons, spec
@@ -19,18 +20,38 @@ def test_happy_path_primary_not_at_ordinal_zero() -> None:
 
 
 @pytest.mark.parametrize("max_parallel", [1, 3])
-def test_max_parallel(max_parallel: int) -> None:
+def test_max_parallel_bounds_the_replicas_out_of_service(max_parallel: int) -> None:
     w = World(replicas=5, primary=1)
-    s = spec(maxParallel=max_parallel)
+    s = spec(maxParallel=max_parallel, maxParallelCopies=4)
     peak = [0]
 
     def watch(w: World, _: planner.Plan) -> None:
-        active = sum(1 for r in w.status.replicas if r.phase in planner.ACTIVE_REPLICA_PHASES)
-        peak[0] = max(peak[0], active)
+        out = sum(1 for r in w.status.replicas if r.phase in OUT_OF_SERVICE)
+        peak[0] = max(peak[0], out)
 
     drive(w, s, on_step=watch)
     assert w.status.phase == "Completed"
     assert peak[0] == min(max_parallel, 4)
+
+
+@pytest.mark.parametrize("copies", [1, 2, 4])
+def test_copies_are_made_ahead_of_the_swaps_and_bounded(copies: int) -> None:
+    w = World(replicas=5, primary=1)
+    s = spec(maxParallel=1, maxParallelCopies=copies)
+    peak_copies = [0]
+    ahead = [False]
+
+    def watch(w: World, _: planner.Plan) -> None:
+        phases = [r.phase for r in w.status.replicas]
+        staged = sum(1 for p in phases if p in ("Restoring", "Detaching"))
+        peak_copies[0] = max(peak_copies[0], staged)
+        # A copy is made while another replica is out of service: the swaps do not wait for copies.
+        ahead[0] = ahead[0] or (staged > 0 and any(p in OUT_OF_SERVICE for p in phases))
+
+    drive(w, s, on_step=watch)
+    assert w.status.phase == "Completed" and w.status.progress == "4/4"
+    assert peak_copies[0] == copies
+    assert ahead[0]
 
 
 def test_primary_change_mid_run_stops_before_next_replica() -> None:
@@ -38,7 +59,9 @@ def test_primary_change_mid_run_stops_before_next_replica() -> None:
     restarted = {"done": False}
 
     def restart(w: World, p: planner.Plan) -> None:
-        if not restarted["done"] and any(r.phase == "Completed" for r in w.status.replicas):
+        # While the first replica is out of service (the other's copy is made ahead and waits
+        # for the swap slot of maxParallel 1), the primary restarts.
+        if not restarted["done"] and any(r.phase == "Verifying" for r in w.status.replicas):
             restarted["done"] = True
             w.pods["db-1"]["status"]["containerStatuses"][0]["restartCount"] = 1
 

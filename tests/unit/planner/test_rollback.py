@@ -35,4 +35,7 @@ def test_a_rollback_that_cannot_finish_keeps_both_volumes_retained() -> None:
     assert (policy(w, old), policy(w, copy)) == ("Retain", "Retain")
     assert w.data[old] == "stale-0" and w.data[copy] == "primary-data"
     assert old in r0.message and copy in r0.message and "Retain" in r0.message
-    assert not w.deleted_pvs
+    # Nothing of db-0's was deleted; only the copy staged ahead for db-2, never swapped, went.
+    r2 = next(r for r in w.status.replicas if r.name == "db-2")
+    assert r2.phase == "Skipped" and w.content_of("db-2") == "stale-2"
+    assert set(w.deleted_pvs) <= {v.new_pv for v in r2.volumes}

@@ -1,0 +1,85 @@
+"""The API's validation rules, as an API server applies them: kubectl apply of a violating
+ClusterResync is refused with the rule's message (kubesim: structural schema, CEL, list types)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from kubesim.testing import KubeSim
+
+
+def body(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"target": {"name": "db"}, "primary": {"podName": "db-1"}, "volumes": ["data"]}
+    base.update(spec)
+    return {
+        "apiVersion": "clusterresync.io/v1alpha1",
+        "kind": "ClusterResync",
+        "metadata": {"name": "rs"},
+        "spec": base,
+    }
+
+
+def apply(cluster: KubeSim, ns: str, obj: dict[str, Any]) -> tuple[int, str]:
+    out = cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(obj), check=False)
+    return out.returncode, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"replicas": ["db-0", "db-1"]},
+            "replicas must not include the primary pod (primary.podName)",
+        ),
+        (
+            {"primary": {"selector": {"matchExpressions": [{"key": "role", "operator": "In"}]}}},
+            "values must be non-empty when the operator is In or NotIn",
+        ),
+        (
+            {
+                "primary": {
+                    "selector": {"matchExpressions": [{"key": "role", "operator": "NotIn", "values": []}]}
+                }
+            },
+            "values must be non-empty when the operator is In or NotIn",
+        ),
+        (
+            {
+                "primary": {
+                    "selector": {"matchExpressions": [{"key": "r", "operator": "Exists", "values": ["x"]}]}
+                }
+            },
+            "values must be empty when the operator is Exists or DoesNotExist",
+        ),
+        (
+            {"primaryStableSeconds": 600, "timeouts": {"preflightSeconds": 300}},
+            "primaryStableSeconds must be below timeouts.preflightSeconds",
+        ),
+        ({"volumes": ["data", "data"]}, "Duplicate value"),
+        (
+            {"primary": {"podName": "db-1", "selector": {"matchLabels": {"a": "b"}}}},
+            "exactly one of podName and selector must be set",
+        ),
+        ({"ttlSecondsAfterFinished": -1}, "ttlSecondsAfterFinished"),
+        ({"volumes": [f"v{i}" for i in range(17)]}, "must have at most 16 items"),
+    ],
+)
+def test_invalid_resync_is_refused(cluster: KubeSim, ns: str, spec: dict[str, Any], message: str) -> None:
+    rc, out = apply(cluster, ns, body(**spec))
+    assert rc != 0 and message in out, out
+
+
+def test_valid_resyncs_are_accepted_and_spec_is_immutable(cluster: KubeSim, ns: str) -> None:
+    ok = body(
+        replicas=["db-0", "db-2"],
+        primaryStableSeconds=3600,
+        timeouts={"preflightSeconds": 0},
+        ttlSecondsAfterFinished=0,
+    )
+    rc, out = apply(cluster, ns, ok)
+    assert rc == 0, out
+    rc, out = apply(cluster, ns, {**ok, "spec": {**ok["spec"], "maxParallel": 2}})
+    assert rc != 0 and "spec is immutable" in out, out
