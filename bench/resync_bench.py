@@ -240,7 +240,9 @@ def run_resync(
         sampler.stop()
         raise BenchError(f"{label}: cannot list the pods of {db.ns}/{db.name}")
     t0 = time.monotonic()
-    resync(cluster, db, RESYNC, maxParallel=max_parallel)
+    # Copies made ahead of the swaps: at least as many as may be swapped at once (the default, 2,
+    # for maxParallel 1), so that maxParallel alone is what the runs compare.
+    resync(cluster, db, RESYNC, maxParallel=max_parallel, maxParallelCopies=max(2, max_parallel))
     sampler.finished.wait(args.timeout)
     try:
         # Returns at once when the sampler saw the end; otherwise polls until the timeout.

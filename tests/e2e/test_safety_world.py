@@ -156,15 +156,21 @@ def test_target_deleted_mid_swap_loses_nothing(cluster: KubeSim, operator: Opera
     wait_for(lambda: not get(cluster, "pod", "-n", ns)["items"], 60, "the pods to go")
     assert_primary_volumes_untouched(cluster, db)
     assert_claim_kept(cluster, db, before, 2)
+
     # A volume left pre-bound to pg-0's claim (the swap in flight, ready to be finished) is fine
-    # if it holds pg-0's data or the copy, and is kept (Retain).
-    for pv in pvs_of_namespace(cluster, ns):
-        if not pv["spec"]["claimRef"].get("uid"):
-            assert pv["spec"]["claimRef"]["name"] == "data-pg-0", pv["spec"]["claimRef"]
-            assert holds(cluster, db, before, 0, "data", pv["metadata"]["name"]), (
-                "pre-bound to the wrong data"
-            )
-            assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    # if it holds pg-0's data or the copy, and is kept (Retain). (pg-2's copy, made ahead and never
+    # swapped, is being discarded meanwhile: the check waits for the cleanup to settle.)
+    @settles
+    def only_pg0_prebound() -> None:
+        for pv in pvs_of_namespace(cluster, ns):
+            if not pv["spec"]["claimRef"].get("uid"):
+                assert pv["spec"]["claimRef"]["name"] == "data-pg-0", pv["spec"]["claimRef"]
+                assert holds(cluster, db, before, 0, "data", pv["metadata"]["name"]), (
+                    "pre-bound to the wrong data"
+                )
+                assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+
+    only_pg0_prebound()
     assert_no_temporaries(cluster, ns)
     # The user recreates the StatefulSet: every pod comes back on good data.
     apply(cluster, ns, statefulset("pg", 3))
