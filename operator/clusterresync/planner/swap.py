@@ -197,14 +197,9 @@ def verify(b: Builder, r: ReplicaStatus) -> None:
         bound_to = (c.get("spec") or {}).get("volumeName")
         if bound_to and bound_to != v.new_pv:
             # Another volume got the claim: never let the replica run on it.
-            r = r.model_copy(
-                update={
-                    "phase": "RollingBack",
-                    "message": f"claim {v.claim} bound to {bound_to}, not to the restored {v.new_pv}; rolling back",
-                }
+            _start_rollback(
+                b, r, f"claim {v.claim} bound to {bound_to}, not to the restored {v.new_pv}; rolling back"
             )
-            b.put_replica(r)
-            b.event(EventType.WARNING, EventReason.ROLLING_BACK, f"{r.name}: {r.message}")
             return
         if (c.get("status") or {}).get("phase") != "Bound":
             ok = False
@@ -222,16 +217,19 @@ def verify(b: Builder, r: ReplicaStatus) -> None:
         )
         return
     if elapsed >= spec.timeouts.replica_seconds:
-        r = r.model_copy(
-            update={
-                "phase": "RollingBack",
-                "message": f"not verified after {int(elapsed)}s ({'; '.join(problems)}); rolling back to the old volumes",
-            }
+        _start_rollback(
+            b,
+            r,
+            f"not verified after {int(elapsed)}s ({'; '.join(problems)}); rolling back to the old volumes",
         )
-        b.put_replica(r)
-        b.event(EventType.WARNING, EventReason.ROLLING_BACK, f"{r.name}: {r.message}")
         return
     b.put_replica(r.model_copy(update={"message": "; ".join(problems)}))
+
+
+def _start_rollback(b: Builder, r: ReplicaStatus, why: str) -> None:
+    """The replica was not verified on the copy: it goes back to its old volumes (``rollback``)."""
+    b.put_replica(r.model_copy(update={"phase": "RollingBack", "message": why}))
+    b.event(EventType.WARNING, EventReason.ROLLING_BACK, f"{r.name}: {why}")
 
 
 def _claim_for(b: Builder, r: ReplicaStatus, volume: str, claim: str, pv_name: str) -> Obj | None:
