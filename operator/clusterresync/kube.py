@@ -460,29 +460,16 @@ class Kube:
                 else:
                     step = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
                     delay = step / 2 + self._random.random() * step / 2
+                failure = log.bind(verb=verb, object=what, code=e.code, reason=e.reason, error=e.message)
                 if time.monotonic() + delay > deadline:
-                    log.warning(
+                    failure.warning(
                         "giving up on a transient failure",
-                        verb=verb,
-                        object=what,
-                        code=e.code,
-                        reason=e.reason,
-                        error=e.message,
                         attempts=attempt,
                         seconds=round(time.monotonic() - started, 3),
                         retry_after=e.retry_after,
                     )
                     raise
-                log.warning(
-                    "retrying after a transient failure",
-                    verb=verb,
-                    object=what,
-                    code=e.code,
-                    reason=e.reason,
-                    error=e.message,
-                    attempt=attempt,
-                    delay=round(delay, 3),
-                )
+                failure.warning("retrying after a transient failure", attempt=attempt, delay=round(delay, 3))
                 with self._stats.lock:
                     self._stats.retries += 1
                 time.sleep(delay)

@@ -31,6 +31,13 @@ from .volumes import (
 CLAIM_RECREATE_GRACE_SECONDS = 30.0
 
 
+def original_policy(pv: Obj) -> str | None:
+    """A PV's own reclaim policy: the one recorded when the resync first changed it, else its
+    current one (a crash between the change and the status write leaves only the annotation)."""
+    recorded = (meta(pv).get("annotations") or {}).get(ANNOTATION_ORIGINAL_RECLAIM_POLICY)
+    return str(recorded) if recorded else policy_of(pv)
+
+
 def detach(b: Builder, r: ReplicaStatus) -> bool:
     """Stage 2: keep the restored volume (Retain), free it from the staging claim, pre-bind it."""
     obs = b.obs
@@ -55,7 +62,7 @@ def detach(b: Builder, r: ReplicaStatus) -> bool:
         policy = policy_of(pv)
         original = v.new_pv_reclaim_policy
         if original is None:
-            original = (meta(pv).get("annotations") or {}).get(ANNOTATION_ORIGINAL_RECLAIM_POLICY) or policy
+            original = original_policy(pv)
             r = set_vol(b, r, v.volume, new_pv_reclaim_policy=original)
         if policy != "Retain" or not pv_marked(b, pv, "copy"):
             b.do(
@@ -116,10 +123,13 @@ def retain_old(b: Builder, r: ReplicaStatus) -> bool:
             )
             return False
         if v.old_pv is None:
-            policy = policy_of(pv)
-            original = (meta(pv).get("annotations") or {}).get(ANNOTATION_ORIGINAL_RECLAIM_POLICY) or policy
             r = set_vol(
-                b, r, v.volume, old_pv=pv_name, old_pv_reclaim_policy=original, old_claim_uid=uid(claim)
+                b,
+                r,
+                v.volume,
+                old_pv=pv_name,
+                old_pv_reclaim_policy=original_policy(pv),
+                old_claim_uid=uid(claim),
             )
             v = next(x for x in r.volumes if x.volume == v.volume)
         if policy_of(pv) != "Retain" or not pv_marked(b, pv, "old"):
