@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import leader
+from . import cache, leader
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-period", type=float, default=None)
     p.add_argument("--identity", default=None)
     return p
+
+
+def served_namespaces(args: list[str]) -> list[str]:
+    """The ``-n/--namespace`` values among Kopf's arguments (they stay there for Kopf)."""
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("-n", "--namespace", action="append", default=[])
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    known, _ = p.parse_known_args(args)
+    return [] if known.all_namespaces else list(known.namespace)
 
 
 def leader_config(args: list[str]) -> tuple[leader.LeaderConfig, list[str]]:
@@ -58,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clusterresync-operator: {e}", file=sys.stderr)
         return 2
     leader.configure(config)
+    cache.configure(served_namespaces(args))
     if not any(a in ("-A", "--all-namespaces") or a.startswith(("-n", "--namespace")) for a in args):
         args.insert(0, "--all-namespaces")
     from kopf.cli import main as kopf_main

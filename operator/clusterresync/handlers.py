@@ -1,8 +1,21 @@
 """Kopf handlers: thin. Each one calls ``reconcile`` and turns the plan's wishes into Kopf's terms.
 
-A daemon per ClusterResync drives it to the end (polling at the pace the plan asks for, since the
-objects it waits on are not the ClusterResync itself); deletion is a Kopf-managed finalizer whose
+A daemon per ClusterResync drives it to the end; deletion is a Kopf-managed finalizer whose
 handler finishes or rolls back the swap in flight and cleans up before the object goes.
+
+When a daemon plans (the wake-up model, docs/design.md):
+
+- **Woken by events.** The watch caches (``cache.py``, started at startup in every process, so
+  that a standby takes over warm) call ``Wakeups.notify`` on every change; it wakes the daemons
+  the object concerns (its namespace's resyncs; a PersistentVolume's claim namespace or resync
+  label). Nodes wake nobody: heartbeats would wake every resync all the time.
+- **Reads from the caches**, and so never lists the cluster on a pass; the resync itself comes
+  from its cache too, except on the first pass after gaining leadership and after a conflict,
+  when it is read live. The check before a swap reads live (``reconcile``).
+- **Plans again at once after acting**, once the caches reflect its own writes
+  (``Cache.wait_seen``): an action's effect is seen by the very next pass.
+- **A safety timeout** (the plan's ``requeue_after``, else ``SAFETY_WAKE_SECONDS``) covers time-based
+  steps (timeouts, stability windows) and any event missed.
 
 Who may act, and when:
 
@@ -22,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,11 +43,14 @@ from typing import Any, TypeVar
 import kopf
 import structlog
 
+from . import cache as caches
 from . import leader, logs
+from .cache import Cache, CachedReader, Source
 from .kube import Kube, load_api_client
 from .leader import LeaderElector, NotLeaderError
-from .models import GROUP, PLURAL, VERSION
+from .models import GROUP, LABEL_RESYNC_UID, PLURAL, VERSION
 from .reconcile import Outcome, reconcile, resync_ref
+from .state import Obj
 
 log = structlog.get_logger("clusterresync")
 
@@ -41,9 +58,15 @@ T = TypeVar("T")
 
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
-MAX_IMMEDIATE_REPLANS = 5  # in a row; then the usual pause, so a bug cannot spin
+MAX_IMMEDIATE_REPLANS = 5  # conflicts in a row; then the usual pause, so a bug cannot spin
+MAX_ACTING_PASSES = 50  # passes in a row that wrote something; then a pause, so a bug cannot spin
+SAFETY_WAKE_SECONDS = 30.0  # with no event, a daemon still plans this often
+SETTLE_SECONDS = 0.02  # after a wake-up, for the rest of a burst of events
+CATCH_UP_SECONDS = 2.0  # how long a daemon waits for its caches to reflect its own writes
+CACHE_SYNC_SECONDS = 60.0  # how long startup waits for the caches' first lists
 
 _kube: Kube | None = None
+_cache: Cache | None = None
 _elector: LeaderElector | None = None
 _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 _running: set[asyncio.Future[Any]] = set()  # reconciliations running in worker threads
@@ -55,6 +78,70 @@ def kube() -> Kube:
     if _kube is None:
         _kube = Kube(load_api_client())
     return _kube
+
+
+def cache() -> Cache:
+    global _cache
+    if _cache is None:
+        # Its own connection pool: each watch holds a connection for minutes.
+        _cache = Cache(Kube(load_api_client(pool_size=32)), caches.configured())
+        _cache.subscribe(wakeups.notify)
+    return _cache
+
+
+class Wakeups:
+    """Which daemons a changed object concerns, and waking them. ``notify`` is called in the
+    reflectors' threads; the daemons' events are set in the event loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._events: dict[str, asyncio.Event] = {}
+        self._namespaces: dict[str, str] = {}  # uid -> namespace
+
+    def register(self, uid: str, namespace: str) -> asyncio.Event:
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+            event = self._events.get(uid)
+            if event is None:
+                event = self._events[uid] = asyncio.Event()
+            self._namespaces[uid] = namespace
+            return event
+
+    def unregister(self, uid: str) -> None:
+        with self._lock:
+            self._events.pop(uid, None)
+            self._namespaces.pop(uid, None)
+
+    def concerned(self, source: Source, kind: str, obj: Obj | None) -> set[str]:
+        """The resyncs (uids) an event may matter to."""
+        with self._lock:
+            every = set(self._namespaces)
+            if kind == "LIST" or source.wakes == "all":
+                return every
+            if source.wakes == "none" or obj is None:
+                return set()
+            m = obj.get("metadata") or {}
+            if source.wakes == "volume":
+                out = {str(((m.get("labels") or {}).get(LABEL_RESYNC_UID)) or "")} & every
+                claim_ns = ((obj.get("spec") or {}).get("claimRef") or {}).get("namespace")
+                return out | {u for u, ns in self._namespaces.items() if ns == claim_ns}
+            return {u for u, ns in self._namespaces.items() if ns == m.get("namespace")}
+
+    def notify(self, source: Source, kind: str, obj: Obj | None) -> None:
+        uids = self.concerned(source, kind, obj)
+        loop = self._loop
+        if uids and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._set, uids)
+
+    def _set(self, uids: set[str]) -> None:
+        for uid in uids:
+            event = self._events.get(uid)
+            if event is not None:
+                event.set()
+
+
+wakeups = Wakeups()
 
 
 def elector() -> LeaderElector:
@@ -81,6 +168,21 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # known at startup, so the operator needs no permission to list or watch CRDs or namespaces.
     settings.scanning.disabled = True
     await _wait_for_api()
+    if _cache is None:
+        c = cache()
+        c.start()
+        unsynced = await asyncio.to_thread(c.wait_synced, CACHE_SYNC_SECONDS)
+        log.info(
+            "watch caches listed",
+            caches=len(c.reflectors) - len(unsynced),
+            absent=[repr(r) for r in c.reflectors.values() if r.absent] or None,
+        )
+        for r in unsynced:
+            log.error(
+                "a watch cache could not list: resyncs that need it report the error",
+                cache=repr(r),
+                error=str(r.error) if r.error else "not listed yet",
+            )
     if _elector is None:
         config = leader.configured()
         _elector = LeaderElector(config, leader.lease_client(load_api_client(), config))
@@ -102,6 +204,8 @@ async def _wait_for_api() -> None:
 async def shutdown(**_: Any) -> None:
     """Stop leading, let the reconciliations in flight end (they cannot write any more), then give
     the lease up so that another replica takes over at once (client-go's ReleaseOnCancel)."""
+    if _cache is not None:
+        _cache.stop()
     if _elector is None:
         return
     await _elector.stop()
@@ -131,20 +235,34 @@ def leader_probe(**_: Any) -> dict[str, Any]:
 async def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Reconcile until the resync is Completed or Failed and cleaned up; only while leading."""
     ns, name, uid = body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid or ""
+    wake = wakeups.register(uid, ns)
+    try:
+        await _drive(ns, name, uid, wake, stopped)
+    finally:
+        wakeups.unregister(uid)
+
+
+async def _drive(ns: str, name: str, uid: str, wake: asyncio.Event, stopped: kopf.DaemonStopped) -> None:
     logger = log.bind(resync=name, namespace=ns)
     failures = 0
     replans = 0
+    acting = 0
+    fresh = True  # read the resync live (not from its cache) on the next pass
     while not stopped:
         if _elector is None or not _elector.is_leader():
+            fresh = True
             await stopped.wait(_leader_poll())
             continue
+        wake.clear()  # from here on, any change wakes the next wait
         try:
-            outcome = await _reconcile_exclusively(uid, ns, name)
+            outcome = await _reconcile_exclusively(uid, ns, name, fresh=fresh)
         except NotLeaderError as e:
             logger.info("not the leader: waiting for leadership", reason=str(e))
+            fresh = True
             continue
         except Exception as e:
             failures += 1
+            fresh = True
             delay = backoff(failures)
             logger.error(
                 "reconcile failed; retrying", error=str(e), attempt=failures, retry_in=delay, exc_info=True
@@ -156,13 +274,46 @@ async def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
         failures = 0
         if outcome is None:
             return  # gone, recreated, or being deleted: the deletion handler takes over
-        if getattr(outcome, "replan_now", False) and replans < MAX_IMMEDIATE_REPLANS:
+        fresh = False
+        # Plan the next pass from caches that reflect this one's writes.
+        if outcome.writes and not await asyncio.to_thread(
+            cache().wait_seen, outcome.writes, CATCH_UP_SECONDS
+        ):
+            logger.info("the watch caches lag behind this operator's writes: reading live next")
+            fresh = True
+        if outcome.replan_now and replans < MAX_IMMEDIATE_REPLANS:
             replans += 1  # the status changed under us: observe again at once
+            fresh = True
             continue
         replans = 0
         if outcome.plan.requeue_after is None and outcome.status.phase in ("Completed", "Failed"):
             return
-        await stopped.wait(outcome.plan.requeue_after or 2.0)
+        if outcome.pause:
+            acting = 0
+            await stopped.wait(outcome.pause)  # an API error: not sooner, whatever changes
+            continue
+        acting = acting + 1 if outcome.writes else 0
+        if acting and acting <= MAX_ACTING_PASSES:
+            continue  # acted: plan again at once, from caches that show the effect
+        if acting:
+            logger.warning("many passes in a row acted: pausing", passes=acting)
+            acting = 0
+            await stopped.wait(1.0)
+            continue
+        await _until_woken(wake, stopped, outcome.plan.requeue_after or SAFETY_WAKE_SECONDS)
+
+
+async def _until_woken(wake: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Until a watched change concerns the resync, the daemon is stopped, or ``seconds`` pass."""
+    woken = asyncio.ensure_future(wake.wait())
+    halted = asyncio.ensure_future(stopped.wait(seconds))
+    try:
+        await asyncio.wait({woken, halted}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (woken, halted):
+            t.cancel()
+    if wake.is_set():
+        await asyncio.sleep(SETTLE_SECONDS)  # let a burst of events (one change, several objects) land
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -221,11 +372,15 @@ def lock_for(uid: str) -> asyncio.Lock:
     return lock
 
 
-async def _reconcile_exclusively(uid: str, ns: str, name: str, *, deleting: bool = False) -> Outcome | None:
-    """Re-read the resync, check leadership, reconcile it with writes fenced by the leader's term;
-    all under the resync's lock. None if there is nothing (more) for the caller to do."""
+async def _reconcile_exclusively(
+    uid: str, ns: str, name: str, *, deleting: bool = False, fresh: bool = True
+) -> Outcome | None:
+    """Read the resync (live if ``fresh``, else from its cache), check leadership, reconcile it
+    from the caches with writes fenced by the leader's term; all under the resync's lock. None
+    if there is nothing (more) for the caller to do."""
     async with lock_for(uid):
-        current = await asyncio.to_thread(kube().get, resync_ref(ns, name))
+        reader = CachedReader(cache(), kube())
+        current = await asyncio.to_thread((kube() if fresh else reader).get, resync_ref(ns, name))
         meta = (current or {}).get("metadata") or {}
         if current is None or meta.get("uid") != uid:
             return None
@@ -234,7 +389,7 @@ async def _reconcile_exclusively(uid: str, ns: str, name: str, *, deleting: bool
         term = elector().term_if_leader()
         if term is None:
             raise NotLeaderError("not the leader")
-        return await run_to_end(reconcile, elector().fenced(kube(), term), current)
+        return await run_to_end(reconcile, elector().fenced(kube(), term), current, reader)
 
 
 async def run_to_end(fn: Callable[..., T], *args: Any) -> T:

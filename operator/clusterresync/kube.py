@@ -32,7 +32,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -208,13 +208,21 @@ class ProtectedObjectError(Exception):
 # ------------------------------------------------------------------------------------------------
 
 
-def load_api_client() -> client.ApiClient:
-    """In-cluster configuration when running in a pod, else KUBECONFIG / ~/.kube/config."""
+def load_api_client(pool_size: int | None = None) -> client.ApiClient:
+    """In-cluster configuration when running in a pod, else KUBECONFIG / ~/.kube/config.
+
+    ``pool_size``: connections kept per host (the client's default is 5 per CPU); the watch
+    caches hold one open connection per watch, so they get a client of their own, sized for them.
+    """
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    if pool_size is None:
+        return client.ApiClient()
+    cfg = client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = pool_size
+    return client.ApiClient(cfg)
 
 
 def path_for(api_version: str, plural: str, namespace: str = "", name: str = "", sub: str = "") -> str:
@@ -345,6 +353,20 @@ class _Stats:
         self.retries = 0
 
 
+@dataclass(frozen=True)
+class Written:
+    """A write the API accepted: the object's path and the resourceVersion it answered with
+    (empty if the answer was not an object, e.g. the Status of a deletion that removed it).
+    A watch cache has caught up with the write once it has seen that version (``cache.py``)."""
+
+    api_version: str
+    plural: str
+    namespace: str
+    name: str
+    resource_version: str
+    deleted: bool = False
+
+
 # ------------------------------------------------------------------------------------------------
 # The adapter
 # ------------------------------------------------------------------------------------------------
@@ -377,6 +399,7 @@ class Kube:
         self._stats = _Stats()
         self._random = random.Random()
         self._protected: tuple[Protected, ...] = ()
+        self._writes: list[Written] | None = None
 
     @property
     def retries(self) -> int:
@@ -404,6 +427,32 @@ class Kube:
         view = copy.copy(self)
         view._protected = (*self._protected, protected)
         return view
+
+    def recording(self, writes: list[Written]) -> Kube:
+        """A view sharing this client (and its guard) that appends every write the API accepts
+        to ``writes``: the caller can then wait until its watch caches have seen them."""
+        view = copy.copy(self)
+        view._writes = writes
+        return view
+
+    def _record(self, method: str, target: ResourcePath | None, answer: Any) -> None:
+        if self._writes is None or target is None or method.upper() in ("GET", "HEAD"):
+            return
+        m = answer.get("metadata") if isinstance(answer, dict) else None
+        is_object = isinstance(m, dict) and answer.get("kind") != "Status"
+        name = str((m or {}).get("name") or target.name) if is_object else target.name
+        if not name or target.sub not in ("", "status"):
+            return  # a collection, or a subresource whose answer is not the object (exec, ...)
+        self._writes.append(
+            Written(
+                target.api_version,
+                target.plural,
+                target.namespace,
+                name,
+                str((m or {}).get("resourceVersion") or "") if is_object else "",
+                deleted=method.upper() == "DELETE",
+            )
+        )
 
     # -- transport ---------------------------------------------------------------------------
     def request(
@@ -448,7 +497,9 @@ class Kube:
         while True:
             attempt += 1
             try:
-                return self._send(method, path, query, body, content_type, verb, what)
+                answer = self._send(method, path, query, body, content_type, verb, what)
+                self._record(method, target, answer)
+                return answer
             except KubeError as e:
                 e.attempts = attempt
                 if e.kind is not ErrorKind.TRANSIENT:
@@ -526,6 +577,81 @@ class Kube:
         if resp.status >= 400:
             raise self._error(resp.status, resp.headers.get("Retry-After"), text, verb, what)
         return json.loads(text) if text else None
+
+    def watch(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str = "",
+        *,
+        resource_version: str,
+        label_selector: str = "",
+        field_selector: str = "",
+        timeout_seconds: int = 300,
+    ) -> Iterator[Obj]:
+        """The watch events (``{"type", "object"}``) of a collection from ``resource_version``, with
+        bookmarks, until the server ends the watch (after ``timeout_seconds``) or the connection
+        breaks. Not retried here: the caller (a watch cache) resumes or lists again. An ERROR
+        event is raised as ``KubeError`` (410 Expired: the version is too old; list again)."""
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        what = f"{plural} in {namespace or 'the cluster'}"
+        m, url, hdrs, _, _ = self.api_client.param_serialize(
+            method="GET",
+            resource_path=path_for(api_version, plural, namespace),
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self.api_client.rest_client.pool_manager.request(
+                m,
+                url,
+                headers=hdrs,
+                # No total: a watch lasts. A read that waits longer than the server's timeout
+                # plus a margin means a dead connection (bookmarks come more often than that).
+                timeout=urllib3.Timeout(connect=self.request_timeout, read=timeout_seconds + 30.0),
+                retries=False,
+                preload_content=False,
+            )
+        except _TRANSPORT_ERRORS as e:
+            raise KubeError(0, "", f"{type(e).__name__}: {e}", "watch", what, kind=ErrorKind.TRANSIENT) from e
+        finished = False
+        try:
+            if resp.status >= 400:
+                raise self._error(
+                    resp.status, resp.headers.get("Retry-After"), resp.read().decode(), "watch", what
+                )
+            buf = b""
+            try:
+                for chunk in resp.stream(65536, decode_content=True):
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        if event.get("type") == "ERROR":
+                            st = event.get("object") or {}
+                            raise self._error(int(st.get("code") or 500), None, json.dumps(st), "watch", what)
+                        yield event
+                finished = True
+            except _TRANSPORT_ERRORS as e:
+                raise KubeError(
+                    0, "", f"{type(e).__name__}: {e}", "watch", what, kind=ErrorKind.TRANSIENT
+                ) from e
+        finally:
+            if not finished:
+                resp.close()  # left mid-stream: the connection cannot be reused
+            resp.release_conn()
 
     @staticmethod
     def _error(status: int, retry_after: str | None, text: str, verb: str, what: str) -> KubeError:

@@ -8,16 +8,18 @@ which is idempotent.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import structlog
 
 from . import planner
+from .cache import PROVISIONING_FAILED, SNAPSHOT_API, CachedReader
 from .conditions import Reason
-from .kube import ErrorKind, Kube, KubeError, Protected, ProtectedObjectError
+from .kube import ErrorKind, Kube, KubeError, Protected, ProtectedObjectError, Written
 from .models import GROUP, LABEL_RESYNC_UID, PLURAL, VERSION, ClusterResyncSpec, ClusterResyncStatus
-from .state import Create, Delete, Exec, HookOutcome, Obj, Observed, Patch, Plan, Ref, Resync
+from .state import Create, Delete, Exec, HookOutcome, Obj, Observed, Patch, Plan, Ref, Resync, pv_ref
 
 log = structlog.get_logger("clusterresync")
 
@@ -54,15 +56,30 @@ def _status_aliases() -> set[str]:
     return {f.alias or n for n, f in ClusterResyncStatus.model_fields.items()}
 
 
-def observe(kube: Kube, resync: Resync, now: dt.datetime | None = None) -> Observed:
-    ns = resync.namespace
-    target = kube.get(Ref("apps/v1", "StatefulSet", "statefulsets", resync.spec.target.name, ns))
+class Reader(Protocol):
+    """Where observations come from: the live API (``Kube``) or the watch caches
+    (``cache.CachedReader``), with the same two methods."""
+
+    def get(self, ref: Ref) -> Obj | None: ...
+
+    def list_objects(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> list[Obj]: ...
+
+
+def target_pods(reader: Reader, ns: str, target: Obj | None) -> tuple[dict[str, Obj], dict[str, list[str]]]:
+    """The target's pods by name, and for every claim the pods of the namespace that use it."""
     pods: dict[str, Obj] = {}
     claim_users: dict[str, list[str]] = {}
     tuid = (target.get("metadata") or {}).get("uid") if target is not None else None
     # Every pod of the namespace: the target's are those it controls; the others tell which
     # claims are shared (a claim used by another pod is never swapped).
-    for p in kube.list_objects("v1", "pods", ns):
+    for p in reader.list_objects("v1", "pods", ns):
         pname = p["metadata"]["name"]
         for v in (p.get("spec") or {}).get("volumes") or []:
             if v.get("persistentVolumeClaim"):
@@ -70,8 +87,53 @@ def observe(kube: Kube, resync: Resync, now: dt.datetime | None = None) -> Obser
         owners = (p.get("metadata") or {}).get("ownerReferences") or []
         if tuid and any(o.get("uid") == tuid and o.get("controller") for o in owners):
             pods[pname] = p
-    claims = {c["metadata"]["name"]: c for c in kube.list_objects("v1", "persistentvolumeclaims", ns)}
-    pvs = {p["metadata"]["name"]: p for p in kube.list_objects("v1", "persistentvolumes")}
+    return pods, claim_users
+
+
+def target_ref(resync: Resync) -> Ref:
+    return Ref("apps/v1", "StatefulSet", "statefulsets", resync.spec.target.name, resync.namespace)
+
+
+def referenced_volumes(
+    resync: Resync, claims: dict[str, Obj], replicas: Iterable[str] | None = None
+) -> set[str]:
+    """The PersistentVolumes a resync depends on by name: the primary's, the old and restored
+    ones its status records (of ``replicas`` only, if given), and those its own claims and the
+    target's claims it records are bound to."""
+    status = resync.status
+    names: set[str] = set(v for v in status.primary.volumes.values() if v) if status.primary else set()
+    claim_names: set[str] = set(status.primary.claims.values()) if status.primary else set()
+    for r in status.replicas:
+        if replicas is None or r.name in replicas:
+            for v in r.volumes:
+                names.update(x for x in (v.old_pv, v.new_pv) if x)
+                claim_names.update(x for x in (v.claim, v.staging_claim) if x)
+    for name, c in claims.items():
+        ours = ((c.get("metadata") or {}).get("labels") or {}).get(LABEL_RESYNC_UID) == resync.uid
+        vol = (c.get("spec") or {}).get("volumeName")
+        if vol and (name in claim_names or (ours and replicas is None)):
+            names.add(str(vol))
+    return names
+
+
+def observe(reader: Reader, resync: Resync, now: dt.datetime | None = None) -> Observed:
+    """What the planner sees. From watch caches (``reader`` a ``CachedReader``), an object that a
+    cache lacks but another object or the status names is read live: caches of different
+    resources are not in step (a claim is seen bound before its new volume is seen), and absence
+    is never concluded from a lag."""
+    ns = resync.namespace
+    live = reader.live if isinstance(reader, CachedReader) else None
+    target = reader.get(target_ref(resync))
+    if target is None and live is not None:
+        target = live.get(target_ref(resync))
+    pods, claim_users = target_pods(reader, ns, target)
+    claims = {c["metadata"]["name"]: c for c in reader.list_objects("v1", "persistentvolumeclaims", ns)}
+    pvs = {p["metadata"]["name"]: p for p in reader.list_objects("v1", "persistentvolumes")}
+    if live is not None:
+        for name in sorted(referenced_volumes(resync, claims) - pvs.keys()):
+            pv = live.get(pv_ref(name))
+            if pv is not None:
+                pvs[name] = pv
     label = f"{LABEL_RESYNC_UID}={resync.uid}"
     # The snapshot API is optional (method: Clone does without it): its absence is observed,
     # and refused by preflight only where a snapshot is needed.
@@ -79,16 +141,18 @@ def observe(kube: Kube, resync: Resync, now: dt.datetime | None = None) -> Obser
     try:
         snapshots = {
             s["metadata"]["name"]: s
-            for s in kube.list_objects(
+            for s in reader.list_objects(
                 "snapshot.storage.k8s.io/v1", "volumesnapshots", ns, label_selector=label
             )
         }
-        snapshot_classes = kube.list_objects("snapshot.storage.k8s.io/v1", "volumesnapshotclasses")
+        snapshot_classes = reader.list_objects("snapshot.storage.k8s.io/v1", "volumesnapshotclasses")
     except KubeError as e:
         if e.kind != ErrorKind.MISSING_API:
             raise
         snapshot_api, snapshots, snapshot_classes = False, {}, []
-    jobs = {j["metadata"]["name"]: j for j in kube.list_objects("batch/v1", "jobs", ns, label_selector=label)}
+    jobs = {
+        j["metadata"]["name"]: j for j in reader.list_objects("batch/v1", "jobs", ns, label_selector=label)
+    }
     staging = {
         c
         for c, o in claims.items()
@@ -96,11 +160,11 @@ def observe(kube: Kube, resync: Resync, now: dt.datetime | None = None) -> Obser
     }
     warnings: dict[str, str] = {}
     if staging:
-        events = kube.list_objects(
+        events = reader.list_objects(
             "v1",
             "events",
             ns,
-            field_selector="involvedObject.kind=PersistentVolumeClaim,reason=ProvisioningFailed",
+            field_selector=PROVISIONING_FAILED,
         )
         events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
         for ev in events:
@@ -120,23 +184,23 @@ def observe(kube: Kube, resync: Resync, now: dt.datetime | None = None) -> Obser
         snapshot_classes=snapshot_classes,
         snapshot_api=snapshot_api,
         storage_classes={
-            s["metadata"]["name"]: s for s in kube.list_objects("storage.k8s.io/v1", "storageclasses")
+            s["metadata"]["name"]: s for s in reader.list_objects("storage.k8s.io/v1", "storageclasses")
         },
-        csi_drivers={d["metadata"]["name"] for d in kube.list_objects("storage.k8s.io/v1", "csidrivers")},
-        nodes={n["metadata"]["name"]: n for n in kube.list_objects("v1", "nodes")},
+        csi_drivers={d["metadata"]["name"] for d in reader.list_objects("storage.k8s.io/v1", "csidrivers")},
+        nodes={n["metadata"]["name"]: n for n in reader.list_objects("v1", "nodes")},
         jobs=jobs,
         other_resyncs=[
             r
-            for r in kube.list_objects(RESYNC_API, PLURAL, ns)
+            for r in reader.list_objects(RESYNC_API, PLURAL, ns)
             if (r.get("metadata") or {}).get("uid") != resync.uid
         ],
         claim_warnings=warnings,
         claim_users=claim_users,
-        namespace_terminating=_namespace_terminating(kube, ns) if resync.deleting else False,
+        namespace_terminating=_namespace_terminating(reader, ns) if resync.deleting else False,
     )
 
 
-def _namespace_terminating(kube: Kube, ns: str) -> bool:
+def _namespace_terminating(kube: Reader, ns: str) -> bool:
     try:
         obj = kube.get(Ref("v1", "Namespace", "namespaces", ns))
     except KubeError as e:
@@ -152,6 +216,12 @@ class Outcome:
     # The status write met a newer version of the object (another writer, or a change by a
     # user): nothing was acted on; observe again and plan again at once.
     replan_now: bool = False
+    # Every write the API accepted during the reconciliation (status, actions, Events): the
+    # caller waits for its watch caches to reflect them before it plans again.
+    writes: list[Written] = field(default_factory=list)
+    # The pass met an API error or refusal: wait this long before the next one, whatever
+    # changes meanwhile (retrying at once would hammer a failing API server).
+    pause: float | None = None
 
 
 def status_body(status: ClusterResyncStatus) -> dict[str, Any]:
@@ -203,13 +273,78 @@ def protected_of(obs: Observed, status: ClusterResyncStatus) -> Protected:
     return Protected(obs.resync.namespace, frozenset(pods), frozenset(claims), frozenset(pvs))
 
 
-def reconcile(kube: Kube, body: Obj) -> Outcome:
-    """Observe, plan, write status (with the resourceVersion it was planned from), act."""
+def decisions(before: ClusterResyncStatus, after: ClusterResyncStatus) -> list[str] | None:
+    """The irreversible decisions of a plan, which are made again from a live read: the replicas
+    it takes out of service (Swapping), fails, skips or rolls back, newly; all of them if it fails
+    the resync. None if it decides nothing of the kind."""
+    was = {r.name: r.phase for r in before.replicas}
+    names = [
+        r.name
+        for r in after.replicas
+        if r.phase in ("Swapping", "Failed", "Skipped", "RollingBack") and was.get(r.name) != r.phase
+    ]
+    if after.phase == "Failed" and before.phase != "Failed":
+        return [r.name for r in after.replicas]
+    return names or None
+
+
+def observe_live(kube: Reader, obs: Observed, names: list[str]) -> Observed:
+    """``obs`` with what decides the fate of replicas ``names`` read live: the target, the
+    namespace's pods (the primary among them, and who uses each claim) and claims, this resync's
+    snapshots and Jobs, and the volumes of the primary and of those replicas (current, old and
+    restored). Namespaced lists and GETs: never a cluster-wide list."""
+    resync = obs.resync
+    ns = resync.namespace
+    target = kube.get(target_ref(resync))
+    pods, claim_users = target_pods(kube, ns, target)
+    claims = {c["metadata"]["name"]: c for c in kube.list_objects("v1", "persistentvolumeclaims", ns)}
+    label = f"{LABEL_RESYNC_UID}={resync.uid}"
+    jobs = {j["metadata"]["name"]: j for j in kube.list_objects("batch/v1", "jobs", ns, label_selector=label)}
+    snapshots = obs.snapshots
+    if obs.snapshot_api:
+        snapshots = {
+            x["metadata"]["name"]: x
+            for x in kube.list_objects(SNAPSHOT_API, "volumesnapshots", ns, label_selector=label)
+        }
+    pvs = dict(obs.pvs)
+    # Those of the replicas decided on, and any other the live claims name that the cache lacks.
+    wanted = referenced_volumes(resync, claims, names) | (referenced_volumes(resync, claims) - pvs.keys())
+    for name in sorted(wanted):
+        pv = kube.get(pv_ref(name))
+        if pv is None:
+            pvs.pop(name, None)
+        else:
+            pvs[name] = pv
+    return replace(
+        obs,
+        now=dt.datetime.now(dt.UTC),
+        target=target,
+        pods=pods,
+        claim_users=claim_users,
+        claims=claims,
+        pvs=pvs,
+        jobs=jobs,
+        snapshots=snapshots,
+    )
+
+
+def reconcile(kube: Kube, body: Obj, reader: Reader | None = None) -> Outcome:
+    """Observe (through ``reader``: the watch caches; by default the live API), plan, write the
+    status (with the resourceVersion it was planned from), act. A plan that takes a replica out
+    of service, or fails a replica or the resync, is made again from a live read of what decides
+    it before anything is written (``decisions``, ``observe_live``)."""
+    writes: list[Written] = []
+    outcome = _reconcile(kube.recording(writes), body, reader)
+    outcome.writes = writes
+    return outcome
+
+
+def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
     resync = parse_resync(body)
     rv = str((body.get("metadata") or {}).get("resourceVersion") or "") or None
     logger = log.bind(resync=resync.name, namespace=resync.namespace, target=resync.spec.target.name)
     try:
-        obs = observe(kube, resync)
+        obs = observe(reader if reader is not None else kube, resync)
     except KubeError as e:
         return _api_failure(kube, body, resync, rv, e, logger)
     ref = resync_ref(resync.namespace, resync.name)
@@ -256,22 +391,32 @@ def reconcile(kube: Kube, body: Obj) -> Outcome:
                 logger.info(
                     "hook finished", hook=a.hook, ok=outcomes[a.hook].ok, exit_code=outcomes[a.hook].exit_code
                 )
-        if result.status.phase != resync.status.phase:
-            logger.info("phase", phase=result.status.phase, previous=resync.status.phase)
-        before = {r.name: r.phase for r in resync.status.replicas}
-        for r in result.status.replicas:
-            if before.get(r.name) != r.phase:
-                logger.info(
-                    "replica phase",
-                    replica=r.name,
-                    phase=r.phase,
-                    previous=before.get(r.name),
-                    message=r.message,
-                )
+        decided = decisions(resync.status, result.status) if reader is not None else None
+        if decided is not None:
+            # Before replicas go out of service, or a replica or the resync fails: the caches
+            # may lag, so what decides it is read live, and the plan made again from that.
+            obs = observe_live(kube, obs, decided)
+            result = planner.plan(replace(obs, hook_outcomes=outcomes))
+            again = decisions(resync.status, result.status)
+            if again != decided:
+                logger.info("a live read changed the decision", planned=decided, decided=again)
         if not write(result.status):
             return Outcome(result, written_status, replan_now=True)
     except KubeError as e:
         return _api_failure(kube, body, replace(resync, status=written_status), rv, e, logger)
+    # Logged once recorded: a pass whose status write was refused (fenced, a conflict) says nothing.
+    if result.status.phase != resync.status.phase:
+        logger.info("phase", phase=result.status.phase, previous=resync.status.phase)
+    before = {r.name: r.phase for r in resync.status.replicas}
+    for r in result.status.replicas:
+        if before.get(r.name) != r.phase:
+            logger.info(
+                "replica phase",
+                replica=r.name,
+                phase=r.phase,
+                previous=before.get(r.name),
+                message=r.message,
+            )
     for ev in result.events:
         post_event(kube, body, ev.type, ev.reason, ev.message)
         logger.info("event", reason=ev.reason, message=ev.message)
@@ -403,7 +548,7 @@ def _write_fallback(
 ) -> Outcome:
     plan = b.plan()
     if plan.status == resync.status:
-        return Outcome(plan, plan.status)
+        return Outcome(plan, plan.status, pause=plan.requeue_after)
     try:
         kube.patch_status(
             resync_ref(resync.namespace, resync.name),
@@ -414,10 +559,10 @@ def _write_fallback(
         if e2.kind == ErrorKind.CONFLICT:
             return Outcome(plan, resync.status, replan_now=True)
         logger.error("cannot report the error in the status", error=str(e2))
-        return Outcome(plan, resync.status)
+        return Outcome(plan, resync.status, pause=plan.requeue_after)
     for ev in plan.events:
         post_event(kube, body, ev.type, ev.reason, ev.message)
-    return Outcome(plan, plan.status)
+    return Outcome(plan, plan.status, pause=plan.requeue_after)
 
 
 def _empty_observation(resync: Resync) -> Observed:

@@ -33,7 +33,15 @@ import pytest
 from kubesim.testing import KubeSim, kubectl_binary
 
 from .conftest import LEASE_DURATION, RETRY_PERIOD, Operator, wait_for
-from .test_resync import assert_primary_untouched, assert_resynced, get, make_db, resync, wait_done
+from .test_resync import (
+    OPERATOR_USER,
+    assert_primary_untouched,
+    assert_resynced,
+    get,
+    make_db,
+    resync,
+    wait_done,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -212,9 +220,9 @@ def test_two_operators_one_acts_and_the_status_never_goes_backwards(
 ) -> None:
     a, b = pair
     # Slow the API down a little, as in the issue ("one slowed down"): passes overlap the standby's
-    # chances to interfere, if it could.
+    # chances to interfere, if it could. (The operator reads from watch caches: its writes are slowed.)
     fid = cluster.call(
-        lambda c: c.faults.add("latency", match={"verb": "list", "resource": "persistentvolumes"}, delay=0.3)
+        lambda c: c.faults.add("latency", match={"verb": "patch", "user": OPERATOR_USER}, delay=0.3)
     )
     try:
         db = make_db(cluster, ns, replicas=3, primary=1)
@@ -271,15 +279,24 @@ def test_leader_terminated_releases_the_lease_and_the_other_takes_over_at_once(
 ) -> None:
     a, b = pair
     db = make_db(cluster, ns, replicas=2, primary=0)
-    resync(cluster, db)
-    log = StatusLog(cluster, ns)
-    wait_for(
-        lambda: replica_phase_reached(cluster, ns, {"Restoring", "Detaching"}), 90, "a replica in progress"
+    # Each of the operator's writes held 0.3 s, so that the run is caught mid-way.
+    fid = cluster.call(
+        lambda c: c.faults.add("latency", match={"verb": "patch", "user": OPERATOR_USER}, delay=0.3)
     )
-    t0 = time.monotonic()
-    a.stop()  # SIGTERM, as a rolling update does
-    stopped_after = time.monotonic() - t0
-    took = wait_holder(cluster, "op-b", LEASE_DURATION)  # well before the lease would expire
+    try:
+        resync(cluster, db)
+        log = StatusLog(cluster, ns)
+        wait_for(
+            lambda: replica_phase_reached(cluster, ns, {"Restoring", "Detaching"}),
+            90,
+            "a replica in progress",
+        )
+        t0 = time.monotonic()
+        a.stop()  # SIGTERM, as a rolling update does
+        stopped_after = time.monotonic() - t0
+        took = wait_holder(cluster, "op-b", LEASE_DURATION)  # well before the lease would expire
+    finally:
+        cluster.call(lambda c: c.faults.remove(fid))
     out = wait_done(cluster, ns)
     statuses = log.stop()
     assert out["status"]["phase"] == "Completed", (out["status"], b.output()[-3000:])
@@ -301,11 +318,12 @@ def test_leader_frozen_past_its_lease_does_not_act_when_it_wakes(
         90,
         "a replica in progress",
     )
-    # Freeze the leader in the middle of a pass: its next list of PVs takes 3 s on the server;
-    # once that request has arrived, SIGSTOP. The answer comes while it is frozen.
+    # Freeze the leader in the middle of a pass: the live read of the target before its next
+    # swap takes 3 s on the server (its other reads come from watch caches); once that request
+    # has arrived, SIGSTOP. The answer comes while it is frozen.
     cluster.call(
         lambda c: c.faults.add(
-            "latency", match={"verb": "list", "resource": "persistentvolumes"}, delay=3.0, count=1
+            "latency", match={"verb": "get", "resource": "statefulsets"}, delay=3.0, count=1
         )
     )
     wait_for(lambda: not cluster.call(lambda c: c.faults.list()), 30, "the leader's slow request")

@@ -8,6 +8,7 @@ reclaim policy, and the primary too.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -15,10 +16,11 @@ from typing import Any
 
 import pytest
 
+from kubesim.csi import bootstrap_objects as csi_objects
 from kubesim.snapshot_crds import crds as snapshot_crds
 from kubesim.testing import KubeSim
 
-from .conftest import ROOT, Operator, apply, statefulset
+from .conftest import ROOT, Operator, apply, statefulset, wait_for
 from .safety_helpers import (
     OPERATOR_USER,
     add_fault,
@@ -263,3 +265,18 @@ def test_missing_snapshot_api_is_refused(no_snapshot_api: tuple[KubeSim, Operato
     for i in (1,):
         assert_untouched(cluster, db, before, i)
     assert_primary_untouched(cluster, db)
+    # Installing the snapshot CRDs is enough: the operator finds the API (a discovery GET every
+    # 10 s) and a new ClusterResync runs, without a restart.
+    for crd in snapshot_crds():
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    # ... and the snapshot class, which went with the CRDs.
+    (snapclass,) = [o for o in csi_objects() if o["kind"] == "VolumeSnapshotClass"]
+    wait_for(
+        lambda: cluster.kubectl("apply", "-f", "-", input=json.dumps(snapclass), check=False).returncode == 0,
+        30,
+        "the VolumeSnapshotClass created",
+    )
+    cluster.kubectl("delete", "crsync", "-n", ns, "rs")
+    resync(cluster, db, name="rs2")
+    out = wait_end(cluster, ns, name="rs2", timeout=90)
+    assert out["status"]["phase"] == "Completed", (out["status"], operator.output()[-2000:])

@@ -486,7 +486,18 @@ def leading(monkeypatch: pytest.MonkeyPatch) -> LeaderElector:
     el = candidate(api, clock, "me")
     el.try_acquire_or_renew()
     monkeypatch.setattr(handlers, "_elector", el)
+    monkeypatch.setattr(handlers, "cache", lambda: NoCache())
     return el
+
+
+class NoCache:
+    """handlers.cache() without watches: every read goes to handlers.kube(), writes are seen at once."""
+
+    def reflector(self, *_: Any) -> None:
+        return None
+
+    def wait_seen(self, *_: Any) -> bool:
+        return True
 
 
 class Objects:
@@ -510,6 +521,9 @@ def outcome(phase: str = "Resyncing", requeue: float | None = 0.01, remove_final
     return SimpleNamespace(
         plan=SimpleNamespace(requeue_after=requeue, remove_finalizer=remove_finalizer),
         status=SimpleNamespace(phase=phase),
+        writes=[],
+        replan_now=False,
+        pause=None,
     )
 
 
@@ -534,7 +548,7 @@ async def test_daemon_and_deletion_handler_never_reconcile_at_once(
     active, overlaps, calls = [0], [0], [0]
     lock = threading.Lock()
 
-    def slow_reconcile(kube: Any, body: dict[str, Any]) -> Any:
+    def slow_reconcile(kube: Any, body: dict[str, Any], *_: Any) -> Any:
         with lock:
             active[0] += 1
             overlaps[0] = max(overlaps[0], active[0])
@@ -563,7 +577,7 @@ async def test_a_cancelled_caller_keeps_the_lock_until_its_thread_returns(
     release = threading.Event()
     order: list[str] = []
 
-    def blocking(kube: Any, body: dict[str, Any]) -> Any:
+    def blocking(kube: Any, body: dict[str, Any], *_: Any) -> Any:
         order.append("first starts")
         release.wait(5)
         order.append("first ends")
@@ -576,7 +590,7 @@ async def test_a_cancelled_caller_keeps_the_lock_until_its_thread_returns(
     first.cancel()  # Kopf cancels the daemon: its thread runs on
     await asyncio.sleep(0.05)
 
-    def second_reconcile(kube: Any, body: dict[str, Any]) -> Any:
+    def second_reconcile(kube: Any, body: dict[str, Any], *_: Any) -> Any:
         order.append("second")
         return outcome()
 
@@ -603,7 +617,7 @@ async def test_the_daemon_survives_any_exception_with_backoff(
     ]
     results.append(outcome("Completed", None))
 
-    def flaky(kube: Any, body: dict[str, Any]) -> Any:
+    def flaky(kube: Any, body: dict[str, Any], *_: Any) -> Any:
         r = results.pop(0)
         if isinstance(r, Exception):
             raise r
@@ -633,7 +647,7 @@ async def test_leadership_lost_mid_reconcile_stops_the_pass_not_the_daemon(
 ) -> None:
     passes: list[str] = []
 
-    def reconcile(kube: Any, body: dict[str, Any]) -> Any:
+    def reconcile(kube: Any, body: dict[str, Any], *_: Any) -> Any:
         if not passes:
             passes.append("refused")
             leading.election.step_down()
@@ -660,7 +674,7 @@ async def test_the_deletion_handler_backs_off_on_errors_and_waits_for_the_cleanu
     results: list[Any] = [RuntimeError("boom"), RuntimeError("again"), outcome(requeue=3.0)]
     results.append(outcome("Failed", None, remove_finalizer=True))
 
-    def flaky(kube: Any, body: dict[str, Any]) -> Any:
+    def flaky(kube: Any, body: dict[str, Any], *_: Any) -> Any:
         r = results.pop(0)
         if isinstance(r, Exception):
             raise r

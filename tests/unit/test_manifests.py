@@ -39,44 +39,70 @@ LEASE_NAME = "clusterresync-operator"
 # (API group, resource) -> {verb: why}. The documented allow-list: docs/usage.md has the same.
 ALLOWED: dict[tuple[str, str], dict[str, str]] = {
     ("clusterresync.io", "clusterresyncs"): {
-        "get": "the daemon re-reads a resync before each pass",
-        "list": "the other resyncs of the namespace (one per target); Kopf's watch starts with a list",
-        "watch": "Kopf's watch",
+        "get": "a live read of a resync: after gaining leadership, a conflict, and on deletion",
+        "list": "the watch cache of resyncs (the others of a namespace: one per target); Kopf's watch",
+        "watch": "the watch cache; Kopf's watch",
         "patch": "Kopf's finalizer and bookkeeping annotations",
         "delete": "a finished resync whose spec.ttlSecondsAfterFinished is up (uid precondition)",
     },
     ("clusterresync.io", "clusterresyncs/status"): {"patch": "the status is the operator's memory"},
     ("", "events"): {
         "create": "Events with named reasons",
-        "list": "the ProvisioningFailed Events of staging claims",
+        "list": "the watch cache of ProvisioningFailed Events of claims (staging claims' errors)",
+        "watch": "the same watch cache",
     },
-    ("apps", "statefulsets"): {"get": "the target; never modified"},
-    ("", "pods"): {"list": "the target's pods", "delete": "a replica's pod, for the swap (uid precondition)"},
+    ("apps", "statefulsets"): {
+        "get": "the target, read live right before a swap; never modified",
+        "list": "the watch cache of StatefulSets (the target)",
+        "watch": "the same watch cache",
+    },
+    ("", "pods"): {
+        "list": "the watch cache of pods (the target's, and who uses each claim); live before a swap",
+        "watch": "the same watch cache",
+        "delete": "a replica's pod, for the swap (uid precondition)",
+    },
     ("", "pods/exec"): {
         "get": "the exec WebSocket is a GET",
         "create": "the API server also authorizes a WebSocket exec as create",
     },
     ("", "persistentvolumeclaims"): {
-        "list": "the namespace's claims",
+        "list": "the watch cache of claims; live before a swap",
+        "watch": "the same watch cache",
         "create": "staging claims, and a replica claim the StatefulSet controller did not recreate",
         "delete": "staging claims, and a replica's claims for the swap (uid precondition)",
     },
     ("", "persistentvolumes"): {
-        "list": "the volumes",
+        "get": "the volumes a swap depends on, read live right before it",
+        "list": "the watch cache of volumes",
+        "watch": "the same watch cache",
         "patch": "reclaim policy, claimRef (pre-binding), labels and an annotation",
     },
-    ("", "nodes"): {"list": "the hostname label that pins a staging Job"},
+    ("", "nodes"): {
+        "list": "the watch cache of nodes: the hostname label that pins a staging Job",
+        "watch": "the same watch cache",
+    },
     ("", "namespaces"): {"get": "whether the namespace is being deleted (deletion mode)"},
-    ("storage.k8s.io", "storageclasses"): {"list": "the claims' classes (provisioner, binding mode)"},
-    ("storage.k8s.io", "csidrivers"): {"list": "whether a driver can clone"},
-    ("snapshot.storage.k8s.io", "volumesnapshotclasses"): {"list": "choose the snapshot class"},
+    ("storage.k8s.io", "storageclasses"): {
+        "list": "the watch cache of classes (provisioner, binding mode)",
+        "watch": "the same watch cache",
+    },
+    ("storage.k8s.io", "csidrivers"): {
+        "list": "the watch cache of drivers: whether a driver can clone",
+        "watch": "the same watch cache",
+    },
+    ("snapshot.storage.k8s.io", "volumesnapshotclasses"): {
+        "list": "the watch cache of snapshot classes: choose the class",
+        "watch": "the same watch cache",
+    },
     ("snapshot.storage.k8s.io", "volumesnapshots"): {
-        "list": "this resync's snapshots",
+        "list": "the watch cache of this operator's snapshots (label selector)",
+        "watch": "the same watch cache",
         "create": "snapshots of the primary's volumes",
         "delete": "cleanup",
     },
     ("batch", "jobs"): {
-        "list": "this resync's staging Jobs",
+        "list": "the watch cache of this operator's staging Jobs (label selector)",
+        "watch": "the same watch cache",
         "create": "staging Jobs (restore hook, WaitForFirstConsumer)",
         "delete": "cleanup",
     },
@@ -162,7 +188,7 @@ def group_of(api_version: str) -> str:
 class Calls:
     """The (group, resource, verb) the operator's code calls, read from its source.
 
-    Recognised: ``kube.list_objects(api, plural)``, ``kube.get/create/patch/delete(ref)``
+    Recognised: ``Source(api, plural)`` (a watch cache: list and watch), ``kube.list_objects(api, plural)``, ``kube.get/create/patch/delete(ref)``
     (also through ``asyncio.to_thread(kube.get, ref)``), the planner's ``Create/Patch/Delete(ref)``
     actions, ``kube.patch_status(ref)``, ``kube.exec(...)`` and
     ``kube.request(METHOD, path_for(api, plural, ...))``, where a ref is a ``Ref(api, kind,
@@ -250,7 +276,12 @@ class Calls:
         if name == "to_thread" and args and isinstance(args[0], ast.Attribute):
             self._call(ast.Call(func=args[0], args=args[1:], keywords=[]), mod)
             return
-        if name == "list_objects" and len(args) >= 2:
+        if name == "Source" and isinstance(f, ast.Name) and len(args) >= 2:
+            # A watch cache (cache.SOURCES): it lists, then watches.
+            api, plural = self._value(args[0], mod), self._value(args[1], mod)
+            if isinstance(api, str) and isinstance(plural, str):
+                self.found |= {(group_of(api), plural, "list"), (group_of(api), plural, "watch")}
+        elif name == "list_objects" and len(args) >= 2:
             api, plural = self._value(args[0], mod), self._value(args[1], mod)
             if isinstance(api, str) and isinstance(plural, str):
                 self.found.add((group_of(api), plural, "list"))
