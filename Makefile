@@ -63,7 +63,7 @@ demo: venv ## A ClusterResync end to end on kubesim; exits 0 only if the replica
 	$(BIN)/python hack/demo.py
 
 .PHONY: bench
-bench: venv ## Replica downtime vs volume size and maxParallel 1 vs 4 on kubesim (bench/README.md).
+bench: venv ## Figures on kubesim: downtime, totals, reaction, API requests, memory, latency (bench/README.md).
 	$(BIN)/python bench/resync_bench.py $(BENCH_ARGS)
 
 .PHONY: e2e
