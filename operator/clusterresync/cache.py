@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import structlog
 
 from .kube import ErrorKind, Kube, KubeError, Written, path_for
-from .models import GROUP, LABEL_RESYNC_UID, PLURAL, VERSION
+from .models import GROUP, LABEL_RESYNC_UID, PLURAL, POLICY_PLURAL, VERSION
 from .state import Obj, Ref
 
 log = structlog.get_logger("clusterresync.cache")
@@ -68,6 +68,7 @@ class Source:
 
 SOURCES: tuple[Source, ...] = (
     Source(RESYNC_API, PLURAL),
+    Source(RESYNC_API, POLICY_PLURAL),
     Source("apps/v1", "statefulsets"),
     Source("v1", "pods"),
     Source("v1", "persistentvolumeclaims"),

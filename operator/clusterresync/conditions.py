@@ -19,6 +19,7 @@ class ConditionType(StrEnum):
 class Reason(StrEnum):
     # Progressing
     ACCEPTED = "Accepted"
+    SUSPENDED = "Suspended"  # spec.suspend: waiting for approval
     WAITING_FOR_OTHER_RESYNC = "WaitingForOtherResync"
     WAITING_FOR_PRIMARY = "WaitingForPrimary"
     PREFLIGHT_PASSED = "PreflightPassed"
@@ -45,6 +46,10 @@ class Reason(StrEnum):
     PRIMARY_NOT_STABLE = "PrimaryNotStable"
     NO_SNAPSHOT_CLASS = "NoSnapshotClass"
     CLONE_NOT_SUPPORTED = "CloneNotSupported"
+    REPLICA_HAS_UNSYNCED_DATA = "ReplicaHasUnsyncedData"  # the probe: a replica Diverged, no force
+    PRIMARY_ROLE_MISMATCH = "PrimaryRoleMismatch"  # the probe: the primary says it is a replica
+    REPLICA_STATE_UNKNOWN = "ReplicaStateUnknown"  # the probe could not tell, no force
+    PROBE_INVALID = "ProbeInvalid"  # spec.probe's options cannot make a probe command
     # Failed: during the run
     HOOK_FAILED = "HookFailed"
     SNAPSHOT_FAILED = "SnapshotFailed"
@@ -75,6 +80,8 @@ class EventReason(StrEnum):
     REPLICA_RESYNCED = "ReplicaResynced"
     ROLLING_BACK = "RollingBack"
     REPLICA_FAILED = "ReplicaFailed"
+    PROBED = "Probed"  # the probe's verdicts before the resync
+    FORCED = "ForcedDespiteDivergence"  # force: true went ahead over a Diverged replica
 
 
 class EventType(StrEnum):

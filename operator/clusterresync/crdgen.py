@@ -11,10 +11,12 @@ titles are dropped, and the validation rules that JSON Schema cannot say are add
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from . import models
 
@@ -22,12 +24,45 @@ JSON = dict[str, Any]
 
 _DROP = {"title", "additionalProperties"}
 
+
 # Rules JSON Schema cannot express, by the dotted path of the schema node they sit on.
+def _immutable_but_approval() -> str:
+    """The spec is immutable, except ``suspend``, which may go from true to false (an approval).
+    CEL cannot compare an object without one field, so every other field is compared by name."""
+    others = [
+        f.alias or n for n, f in models.ClusterResyncSpec.model_fields.items() if (f.alias or n) != "suspend"
+    ]
+    same = " && ".join(
+        f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})" for f in others
+    )
+    return (
+        "self == oldSelf || (has(oldSelf.suspend) && oldSelf.suspend && "
+        f"(!has(self.suspend) || !self.suspend) && {same})"
+    )
+
+
+PROBE_VALIDATIONS: list[JSON] = [
+    {
+        "rule": "!has(self.passwordEnv) || !has(self.passwordSecretRef)",
+        "message": "set at most one of passwordEnv and passwordSecretRef",
+    },
+    {
+        "rule": "(self.preset == 'Command') == has(self.command)",
+        "message": "command is required for the Command preset, and only for it",
+    },
+    {
+        "rule": "!(self.preset in ['Checksum', 'HTTP']) || has(self.path)",
+        "message": "path is required for the Checksum and HTTP presets",
+    },
+]
+
+
 VALIDATIONS: dict[str, list[JSON]] = {
     "spec": [
         {
-            "rule": "self == oldSelf",
-            "message": "spec is immutable: a ClusterResync runs once, like a Job; create a new one to resync again",
+            "rule": _immutable_but_approval(),
+            "message": "spec is immutable: a ClusterResync runs once, like a Job; create a new one to resync "
+            "again. Only suspend can change, from true to false (approving a suspended resync)",
         },
         {
             "rule": "!has(self.primary.podName) || !has(self.replicas) || !(self.primary.podName in self.replicas)",
@@ -42,6 +77,7 @@ VALIDATIONS: dict[str, list[JSON]] = {
             "primary once, without waiting",
         },
     ],
+    "spec.probe": PROBE_VALIDATIONS,
     "spec.primary": [
         {
             "rule": "has(self.podName) != has(self.selector)",
@@ -68,11 +104,11 @@ VALIDATIONS: dict[str, list[JSON]] = {
 }
 LIST_SETS = {"spec.volumes", "spec.replicas"}
 # Lists of objects keyed by a field (server-side apply merges them by key; a key appears once).
-LIST_MAPS = {"status.conditions": ["type"], "status.replicas": ["name"]}
+LIST_MAPS = {"status.conditions": ["type"], "status.replicas": ["name"], "status.probes": ["stage", "pod"]}
 # Conditions: while the resync works only Progressing is True; once over, only Complete or Failed.
 TRUE_CONDITION = '.status.conditions[?(@.status=="True")]'
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[JSON] = [
     {
         "name": "Target",
         "type": "string",
@@ -114,11 +150,20 @@ PRINTER_COLUMNS = [
 ]
 
 
-def _structural(node: JSON, defs: JSON, path: str) -> JSON:
+@dataclass(frozen=True)
+class Rules:
+    """One CRD's additions to its JSON Schema, by the dotted path of the schema node."""
+
+    validations: dict[str, list[JSON]]
+    list_sets: set[str]
+    list_maps: dict[str, list[str]]
+
+
+def _structural(node: JSON, defs: JSON, path: str, rules: Rules) -> JSON:
     if "$ref" in node:
         name = node["$ref"].rsplit("/", 1)[-1]
         merged = {**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}
-        return _structural(merged, defs, path)
+        return _structural(merged, defs, path, rules)
     if "anyOf" in node:
         alts = [a for a in node["anyOf"] if a.get("type") != "null"]
         if len(alts) != 1:
@@ -126,7 +171,7 @@ def _structural(node: JSON, defs: JSON, path: str) -> JSON:
         merged = {**alts[0], **{k: v for k, v in node.items() if k != "anyOf"}}
         if merged.get("default", 0) is None:
             del merged["default"]
-        return _structural(merged, defs, path)
+        return _structural(merged, defs, path, rules)
     out: JSON = {}
     if "description" in node:
         out["description"] = " ".join(str(node["description"]).split())
@@ -158,25 +203,25 @@ def _structural(node: JSON, defs: JSON, path: str) -> JSON:
         props = node.get("properties")
         if props:
             out["properties"] = {
-                k: _structural(v, defs, f"{path}.{k}" if path else k) for k, v in props.items()
+                k: _structural(v, defs, f"{path}.{k}" if path else k, rules) for k, v in props.items()
             }
             required = [r for r in node.get("required", []) if "default" not in out["properties"][r]]
             if required:
                 out["required"] = required
         addl = node.get("additionalProperties")
         if isinstance(addl, dict) and not props:
-            out["additionalProperties"] = _structural(addl, defs, f"{path}[*]")
+            out["additionalProperties"] = _structural(addl, defs, f"{path}[*]", rules)
         elif not props:
             out["x-kubernetes-preserve-unknown-fields"] = True
     elif out["type"] == "array":
-        out["items"] = _structural(node["items"], defs, f"{path}[*]")
-        if path in LIST_SETS:
+        out["items"] = _structural(node["items"], defs, f"{path}[*]", rules)
+        if path in rules.list_sets:
             out["x-kubernetes-list-type"] = "set"
-        elif path in LIST_MAPS:
+        elif path in rules.list_maps:
             out["x-kubernetes-list-type"] = "map"
-            out["x-kubernetes-list-map-keys"] = LIST_MAPS[path]
-    if path in VALIDATIONS:
-        out["x-kubernetes-validations"] = VALIDATIONS[path]
+            out["x-kubernetes-list-map-keys"] = rules.list_maps[path]
+    if path in rules.validations:
+        out["x-kubernetes-validations"] = rules.validations[path]
     return {k: v for k, v in out.items() if k not in _DROP or k == "additionalProperties"}
 
 
@@ -193,17 +238,34 @@ def _object_defaults(schema: JSON) -> None:
             prop["default"] = {}
 
 
-def openapi_schema() -> JSON:
-    spec = models.ClusterResyncSpec.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
-    status = models.ClusterResyncStatus.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
-    spec_s = _structural(spec, spec.get("$defs", {}), "spec")
-    status_s = _structural(status, status.get("$defs", {}), "status")
+@dataclass(frozen=True)
+class CrdDef:
+    """One custom resource: its names, models, rules and columns."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec_model: type[BaseModel]
+    status_model: type[BaseModel]
+    root_model: type[BaseModel]
+    rules: Rules
+    printer_columns: list[JSON]
+    spec_description: str
+
+
+def openapi_schema(d: CrdDef | None = None) -> JSON:
+    d = d or CLUSTER_RESYNC
+    spec = d.spec_model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+    status = d.status_model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+    spec_s = _structural(spec, spec.get("$defs", {}), "spec", d.rules)
+    status_s = _structural(status, status.get("$defs", {}), "status", d.rules)
     _object_defaults(spec_s)
     # Status fields are written by the operator only; no server-side defaults there.
     _strip_defaults(status_s)
     return {
         "type": "object",
-        "description": models.ClusterResync.__doc__ or "",
+        "description": d.root_model.__doc__ or "",
         "required": ["spec"],
         "properties": {
             "apiVersion": {
@@ -215,7 +277,7 @@ def openapi_schema() -> JSON:
                 "description": "Kind is a string value representing the REST resource this object represents.",
             },
             "metadata": {"type": "object"},
-            "spec": {**spec_s, "description": "What to resync, from where, and how. Immutable once created."},
+            "spec": {**spec_s, "description": d.spec_description},
             "status": {**status_s, "description": "Progress and outcome, written by the operator."},
         },
     }
@@ -229,20 +291,21 @@ def _strip_defaults(schema: JSON) -> None:
         _strip_defaults(schema["items"])
 
 
-def crd() -> JSON:
+def crd(d: CrdDef | None = None) -> JSON:
+    d = d or CLUSTER_RESYNC
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{models.PLURAL}.{models.GROUP}"},
+        "metadata": {"name": f"{d.plural}.{models.GROUP}"},
         "spec": {
             "group": models.GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": models.KIND,
-                "listKind": f"{models.KIND}List",
-                "plural": models.PLURAL,
-                "singular": models.SINGULAR,
-                "shortNames": list(models.SHORT_NAMES),
+                "kind": d.kind,
+                "listKind": f"{d.kind}List",
+                "plural": d.plural,
+                "singular": d.singular,
+                "shortNames": list(d.short_names),
             },
             "versions": [
                 {
@@ -250,8 +313,8 @@ def crd() -> JSON:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "additionalPrinterColumns": d.printer_columns,
+                    "schema": {"openAPIV3Schema": openapi_schema(d)},
                 }
             ],
         },
@@ -261,26 +324,90 @@ def crd() -> JSON:
 HEADER = "# Generated by `make manifests` from operator/clusterresync/models.py. Do not edit.\n"
 
 
-def render() -> str:
-    return HEADER + yaml.safe_dump(crd(), sort_keys=False, width=120)
+def render(d: CrdDef | None = None) -> str:
+    return HEADER + yaml.safe_dump(crd(d), sort_keys=False, width=120)
 
 
-def crd_path(directory: Path) -> Path:
-    return directory / f"{models.GROUP}_{models.PLURAL}.yaml"
-
-
-KUSTOMIZATION = (
-    "# Generated by `make manifests`. Do not edit.\n"
-    "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-    "kind: Kustomization\n"
-    "resources:\n"
-    f"  - {models.GROUP}_{models.PLURAL}.yaml\n"
-)
+def crd_path(directory: Path, d: CrdDef | None = None) -> Path:
+    return directory / f"{models.GROUP}_{(d or CLUSTER_RESYNC).plural}.yaml"
 
 
 def outputs(directory: Path) -> dict[Path, str]:
     """Every generated file and its content."""
-    return {crd_path(directory): render(), directory / "kustomization.yaml": KUSTOMIZATION}
+    kustomization = (
+        "# Generated by `make manifests`. Do not edit.\n"
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        "resources:\n" + "".join(f"  - {crd_path(directory, d).name}\n" for d in CRDS)
+    )
+    out = {crd_path(directory, d): render(d) for d in CRDS}
+    out[directory / "kustomization.yaml"] = kustomization
+    return out
+
+
+CLUSTER_RESYNC = CrdDef(
+    kind=models.KIND,
+    plural=models.PLURAL,
+    singular=models.SINGULAR,
+    short_names=models.SHORT_NAMES,
+    spec_model=models.ClusterResyncSpec,
+    status_model=models.ClusterResyncStatus,
+    root_model=models.ClusterResync,
+    rules=Rules(VALIDATIONS, LIST_SETS, LIST_MAPS),
+    printer_columns=PRINTER_COLUMNS,
+    spec_description="What to resync, from where, and how. Immutable once created (but suspend: true -> false).",
+)
+
+_SELECTOR_RULES = {k: v for k, v in VALIDATIONS.items() if k.startswith("spec.primary")}
+POLICY_CONDITION = '.status.conditions[?(@.type=="{}")]'
+POLICY_COLUMNS: list[JSON] = [
+    {"name": "Target", "type": "string", "jsonPath": ".spec.target.name", "description": "The workload."},
+    {"name": "Mode", "type": "string", "jsonPath": ".spec.mode", "description": "Off, Manual or Auto."},
+    {
+        "name": "In Sync",
+        "type": "string",
+        "jsonPath": ".status.inSync",
+        "description": "Replicas in sync over replicas probed.",
+    },
+    {
+        "name": "Drifted",
+        "type": "string",
+        "jsonPath": POLICY_CONDITION.format("Drifted") + ".status",
+        "description": "Whether a replica needs a resync.",
+    },
+    {
+        "name": "Remediation",
+        "type": "string",
+        "jsonPath": ".status.lastRemediation.name",
+        "description": "The last ClusterResync the policy created.",
+    },
+    {"name": "Last Probe", "type": "date", "jsonPath": ".status.lastProbeTime"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Message",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.lastDecision",
+        "description": "Why a remediation was, or was not, started (kubectl get -o wide).",
+    },
+]
+RESYNC_POLICY = CrdDef(
+    kind=models.POLICY_KIND,
+    plural=models.POLICY_PLURAL,
+    singular=models.POLICY_SINGULAR,
+    short_names=models.POLICY_SHORT_NAMES,
+    spec_model=models.ResyncPolicySpec,
+    status_model=models.ResyncPolicyStatus,
+    root_model=models.ResyncPolicy,
+    rules=Rules(
+        {**_SELECTOR_RULES, "spec.probe": PROBE_VALIDATIONS},
+        {"spec.volumes"},
+        {"status.conditions": ["type"], "status.pods": ["pod"], "status.seen": ["pod"]},
+    ),
+    printer_columns=POLICY_COLUMNS,
+    spec_description="What to watch, how to probe it, and when and how to remediate.",
+)
+CRDS = (CLUSTER_RESYNC, RESYNC_POLICY)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,8 @@ from . import leader, logs
 from .cache import Cache, CachedReader, Source
 from .kube import Kube, load_api_client
 from .leader import LeaderElector, NotLeaderError
-from .models import GROUP, LABEL_RESYNC_UID, PLURAL, VERSION
+from .models import GROUP, LABEL_RESYNC_UID, PLURAL, POLICY_PLURAL, VERSION
+from .policy_reconcile import PolicyOutcome, policy_ref, reconcile_policy
 from .reconcile import Outcome, reconcile, resync_ref
 from .state import Obj
 
@@ -242,8 +243,21 @@ async def drive(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
         wakeups.unregister(uid)
 
 
-async def _drive(ns: str, name: str, uid: str, wake: asyncio.Event, stopped: kopf.DaemonStopped) -> None:
-    logger = log.bind(resync=name, namespace=ns)
+@kopf.daemon(GROUP, VERSION, POLICY_PLURAL, cancellation_timeout=5.0)
+async def watch_policy(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Probe and remediate as the ResyncPolicy says, as long as it exists; only while leading."""
+    ns, name, uid = body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid or ""
+    wake = wakeups.register(uid, ns)
+    try:
+        await _drive(ns, name, uid, wake, stopped, policy=True)
+    finally:
+        wakeups.unregister(uid)
+
+
+async def _drive(
+    ns: str, name: str, uid: str, wake: asyncio.Event, stopped: kopf.DaemonStopped, *, policy: bool = False
+) -> None:
+    logger = log.bind(**{"policy" if policy else "resync": name}, namespace=ns)
     failures = 0
     replans = 0
     acting = 0
@@ -255,7 +269,7 @@ async def _drive(ns: str, name: str, uid: str, wake: asyncio.Event, stopped: kop
             continue
         wake.clear()  # from here on, any change wakes the next wait
         try:
-            outcome = await _reconcile_exclusively(uid, ns, name, fresh=fresh)
+            outcome = await _reconcile_exclusively(uid, ns, name, fresh=fresh, policy=policy)
         except NotLeaderError as e:
             logger.info("not the leader: waiting for leadership", reason=str(e))
             fresh = True
@@ -286,7 +300,7 @@ async def _drive(ns: str, name: str, uid: str, wake: asyncio.Event, stopped: kop
             fresh = True
             continue
         replans = 0
-        if outcome.plan.requeue_after is None and outcome.status.phase in ("Completed", "Failed"):
+        if outcome.finished:
             return
         if outcome.pause:
             acting = 0
@@ -300,7 +314,7 @@ async def _drive(ns: str, name: str, uid: str, wake: asyncio.Event, stopped: kop
             acting = 0
             await stopped.wait(1.0)
             continue
-        await _until_woken(wake, stopped, outcome.plan.requeue_after or SAFETY_WAKE_SECONDS)
+        await _until_woken(wake, stopped, outcome.requeue_after or SAFETY_WAKE_SECONDS)
 
 
 async def _until_woken(wake: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
@@ -345,7 +359,7 @@ async def deleted(body: kopf.Body, **_: Any) -> None:
         )
         raise kopf.TemporaryError(f"reconcile failed: {e}", delay=delay) from e
     _deletion_failures.pop(uid, None)
-    if outcome is None:
+    if outcome is None or isinstance(outcome, PolicyOutcome):
         return
     if not outcome.plan.remove_finalizer:
         raise kopf.TemporaryError(
@@ -373,14 +387,18 @@ def lock_for(uid: str) -> asyncio.Lock:
 
 
 async def _reconcile_exclusively(
-    uid: str, ns: str, name: str, *, deleting: bool = False, fresh: bool = True
-) -> Outcome | None:
+    uid: str, ns: str, name: str, *, deleting: bool = False, fresh: bool = True, policy: bool = False
+) -> Outcome | PolicyOutcome | None:
     """Read the resync (live if ``fresh``, else from its cache), check leadership, reconcile it
     from the caches with writes fenced by the leader's term; all under the resync's lock. None
     if there is nothing (more) for the caller to do."""
     async with lock_for(uid):
         reader = CachedReader(cache(), kube())
-        current = await asyncio.to_thread((kube() if fresh else reader).get, resync_ref(ns, name))
+        source = kube() if fresh else reader
+        if policy:
+            current = await asyncio.to_thread(source.get, policy_ref(ns, name))
+        else:
+            current = await asyncio.to_thread(source.get, resync_ref(ns, name))
         meta = (current or {}).get("metadata") or {}
         if current is None or meta.get("uid") != uid:
             return None
@@ -389,7 +407,10 @@ async def _reconcile_exclusively(
         term = elector().term_if_leader()
         if term is None:
             raise NotLeaderError("not the leader")
-        return await run_to_end(reconcile, elector().fenced(kube(), term), current, reader)
+        fenced = elector().fenced(kube(), term)
+        if policy:
+            return await run_to_end(reconcile_policy, fenced, current, reader)
+        return await run_to_end(reconcile, fenced, current, reader)
 
 
 async def run_to_end(fn: Callable[..., T], *args: Any) -> T:

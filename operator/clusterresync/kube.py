@@ -832,18 +832,26 @@ class Kube:
             raise
 
     def exec(
-        self, namespace: str, pod: str, container: str | None, command: list[str], timeout: int
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        command: list[str],
+        timeout: int,
+        stdin: str | None = None,
     ) -> HookOutcome:
         """Run a command in a container over the pods/exec WebSocket (as ``kubectl exec`` does).
 
-        Not guarded (hooks run in the primary by design) and not retried (a command may not be
-        idempotent): a failure is the hook's outcome.
+        ``stdin``, if given, is written to the command's standard input, then closed: the way a
+        secret reaches a probe without appearing in its arguments (which the API server's audit
+        log records, in the request URI). Not guarded (hooks run in the primary by design) and
+        not retried (a command may not be idempotent): a failure is the hook's outcome.
         """
         core = client.CoreV1Api(self.api_client)
         kwargs: dict[str, Any] = {
             "command": command,
             "stderr": True,
-            "stdin": False,
+            "stdin": stdin is not None,
             "stdout": True,
             "tty": False,
             "_preload_content": False,
@@ -854,17 +862,23 @@ class Kube:
             ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
         except Exception as e:  # the upgrade failed: the API refused the exec
             return HookOutcome(False, None, "", error=f"the exec was refused: {e}")
-        output: list[str] = []
+        out, err = "", ""
         try:
+            if stdin is not None:
+                # One line (a command can ``read -r`` it), then EOF: v5.channel.k8s.io half-closes
+                # stdin ([255, 0], remotecommand.StreamClose); older protocols cannot.
+                ws.write_stdin(stdin if stdin.endswith("\n") else stdin + "\n")
+                ws.close_channel(0)
             ws.run_forever(timeout=timeout)
-            output.append(ws.read_stdout() or "")
-            output.append(ws.read_stderr() or "")
+            out, err = ws.read_stdout() or "", ws.read_stderr() or ""
             code = ws.returncode
         finally:
             ws.close()
         if code is None:
-            return HookOutcome(False, None, "".join(output), error=f"no exit status within {timeout}s")
-        return HookOutcome(code == 0, code, "".join(output))
+            return HookOutcome(
+                False, None, out + err, error=f"no exit status within {timeout}s", stdout=out, stderr=err
+            )
+        return HookOutcome(code == 0, code, out + err, stdout=out, stderr=err)
 
 
 def _with_resource_version(patch: Any, content_type: str, resource_version: str | None) -> Any:

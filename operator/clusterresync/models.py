@@ -181,6 +181,71 @@ class Timeouts(Model):
     )
 
 
+ProbePreset = Literal["Postgres", "MySQL", "MariaDB", "Redis", "MongoDB", "Checksum", "Command", "HTTP"]
+Verdict = Literal["InSync", "Lagging", "Diverged", "Unknown"]
+
+
+class SecretKeySelector(Model):
+    name: Name = Field(description="The Secret, in the ClusterResync's namespace.")
+    key: Annotated[str, Field(min_length=1, max_length=253)] = Field(
+        description="The key of the Secret whose value is the password."
+    )
+
+
+class ProbeSpec(Model):
+    """How to read each pod's replication state (docs/probes.md)."""
+
+    preset: ProbePreset = Field(
+        description="The engine: Postgres, MySQL, MariaDB, Redis or MongoDB (its own client, run in the pod); "
+        "Checksum (a digest of the files under path); Command (a command printing the documented JSON "
+        "document); HTTP (a GET of path on the pod, answering that document)."
+    )
+    container: ShortName | None = Field(
+        None, description="Container the probe's command runs in; default: the pod's first container."
+    )
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None, description="The engine's (or the HTTP endpoint's) port; default: the engine's own."
+    )
+    user: Annotated[str, Field(max_length=253)] | None = Field(
+        None, description="The database user the probe connects as; default: the engine client's own."
+    )
+    database: Annotated[str, Field(max_length=253)] | None = Field(
+        None, description="The database to connect to (Postgres, MongoDB); default: the client's own."
+    )
+    password_env: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
+        None,
+        description="A variable of the container's own environment that holds the password: the probe's command "
+        "reads it there, so its value never reaches the operator.",
+    )
+    password_secret_ref: SecretKeySelector | None = Field(
+        None,
+        description="A Secret key that holds the password: the operator reads it (it needs get on that Secret, "
+        "which the default install does not grant) and hands it to the probe's command on its standard input: "
+        "never in its arguments, the status, Events or logs. At most one of passwordEnv and passwordSecretRef.",
+    )
+    path: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        None,
+        description="Checksum: the directory whose files are digested. HTTP: the URL path. Required for both.",
+    )
+    excludes: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=64)] | None = Field(
+        None, description="Checksum: glob patterns of files left out (relative to path). At most 64."
+    )
+    command: Annotated[list[Arg], Field(min_length=1, max_length=64)] | None = Field(
+        None,
+        description="Command: the command and arguments, run without a shell; it prints the JSON document of "
+        "docs/probes.md. Required for Command.",
+    )
+    max_lag_bytes: Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})] | None = Field(
+        None, description="A replica lagging at most this many bytes behind the primary counts as verified."
+    )
+    max_lag_seconds: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="A replica lagging at most this many seconds behind the primary counts as verified."
+    )
+    timeout_seconds: Annotated[int, Field(ge=1, le=600)] = Field(
+        30, description="How long one probe command may run before its result is Unknown."
+    )
+
+
 class ClusterResyncSpec(Model):
     target: TargetRef = Field(description="The workload whose replicas are resynced from its primary.")
     primary: PrimarySpec = Field(description="Which pod of the target is the primary. It is never modified.")
@@ -220,10 +285,23 @@ class ClusterResyncSpec(Model):
     dry_run: bool = Field(
         False, description="Plan only: the status lists what would be done; nothing is created or deleted."
     )
+    suspend: bool = Field(
+        False,
+        description="Wait for approval: a suspended ClusterResync stays Pending (reason Suspended) and touches "
+        "nothing until this is set to false. The one field that can change after creation, and only from true "
+        'to false (kubectl patch crsync NAME --type merge -p \'{"spec":{"suspend":false}}\').',
+    )
     force: bool = Field(
         False,
-        description="Go ahead even where a check says a replica may hold data the primary lacks. Reserved: v1alpha1 "
-        "has no such check yet, so this field has no effect; check replication positions before applying.",
+        description="Go ahead even when the probe reports a replica Diverged (it holds writes the primary lacks, "
+        "or follows another history) or cannot tell (Unknown): those writes are then lost with its old data, "
+        "which is kept as the oldVolumes field says. Without a probe it has no effect.",
+    )
+    probe: ProbeSpec | None = Field(
+        None,
+        description="Read each pod's replication state: before anything is touched, a replica reported "
+        "Diverged refuses the resync (ReplicaHasUnsyncedData) unless force is set; after its swap, a replica must "
+        "report InSync (or Lagging within maxLagBytes/maxLagSeconds) to be verified, else it is rolled back.",
     )
     primary_stable_seconds: Annotated[int, Field(ge=0)] = Field(
         60,
@@ -344,6 +422,29 @@ class ReplicaStatus(Model):
     )
 
 
+class ProbeResult(Model):
+    pod: Name = Field(description="The pod probed.")
+    stage: Literal["Before", "After"] = Field(
+        description="Before: at preflight, before anything was touched. After: once the replica was swapped."
+    )
+    verdict: Verdict = Field(description="InSync, Lagging, Diverged or Unknown (against the primary).")
+    role: Literal["primary", "replica", "unknown"] = Field("unknown", description="The role the pod reports.")
+    position: Annotated[str, Field(max_length=1024)] | None = Field(
+        None,
+        description="Its replication position, as the engine writes it (an LSN, a GTID set, an offset, ...).",
+    )
+    lag_bytes: Annotated[int, Field(json_schema_extra={"format": "int64"})] | None = Field(
+        None, description="How far behind the primary, in bytes, when the engine can tell."
+    )
+    lag_seconds: int | None = Field(
+        None, description="How far behind the primary, in seconds, when the engine can tell."
+    )
+    reason: Annotated[str, Field(max_length=MAX_REASON)] = Field(
+        "", description="What was found, in a sentence."
+    )
+    observed_at: Timestamp = Field(description="When.")
+
+
 class PlannedAction(Model):
     replica: Name = Field("", description="The replica the action concerns, if any.")
     action: Annotated[str, Field(max_length=MAX_MESSAGE)] = Field(
@@ -387,6 +488,11 @@ class ClusterResyncStatus(Model):
     waiting_for: Name | None = Field(
         None, description="Another ClusterResync of the same target this one waits for."
     )
+    probes: Annotated[list[ProbeResult], Field(max_length=2 * MAX_REPLICAS + 1)] = Field(
+        default_factory=list,
+        description="With spec.probe: each pod's result before anything was touched (stage Before), and each "
+        "replica's once swapped (stage After); one per pod and stage.",
+    )
 
 
 class ClusterResync(Model):
@@ -397,3 +503,166 @@ class ClusterResync(Model):
     metadata: dict[str, object] = Field(default_factory=dict)
     spec: ClusterResyncSpec
     status: ClusterResyncStatus = Field(default_factory=ClusterResyncStatus)
+
+
+# -- ResyncPolicy ----------------------------------------------------------------------------
+POLICY_KIND = "ResyncPolicy"
+POLICY_PLURAL = "resyncpolicies"
+POLICY_SINGULAR = "resyncpolicy"
+POLICY_SHORT_NAMES = ("rspolicy",)
+LABEL_POLICY = f"{GROUP}/policy"  # on a ClusterResync a policy created: the policy's name
+LABEL_POLICY_UID = f"{GROUP}/policy-uid"  # ... and its uid (identity)
+MAX_REMEDIATIONS_KEPT = 100  # creation times kept in status.remediations (maxPerDay is at most this)
+
+
+class Triggers(Model):
+    periodic: bool = Field(True, description="Probe every intervalSeconds.")
+    on_pod_recovery: bool = Field(
+        True,
+        description="Probe a replica that becomes Ready again after a restart or a recreation, once it has been "
+        "Ready for recoveryGraceSeconds (time for normal replication to catch up).",
+    )
+    recovery_grace_seconds: Annotated[int, Field(ge=0, le=86400)] = Field(
+        60, description="How long a recovered replica is given to catch up before it is probed."
+    )
+
+
+class ResyncTemplate(Model):
+    """The fields a ClusterResync created by the policy gets (the rest come from the policy)."""
+
+    method: Literal["Snapshot", "Clone"] = Field("Snapshot", description="As ClusterResync's spec.method.")
+    volume_snapshot_class_name: Name | None = Field(None, description="As ClusterResync's.")
+    max_parallel: Annotated[int, Field(ge=1, le=100)] = Field(1, description="As ClusterResync's.")
+    max_parallel_copies: Annotated[int, Field(ge=1, le=100)] = Field(2, description="As ClusterResync's.")
+    primary_stable_seconds: Annotated[int, Field(ge=0)] = Field(
+        60,
+        description="As ClusterResync's; the policy also never remediates while the primary has not been Ready, "
+        "without a restart, for this long.",
+    )
+    old_volumes: Literal["Retain", "Delete"] = Field("Retain", description="As ClusterResync's.")
+    force: bool = Field(
+        False,
+        description="Let the policy resync a replica its probe reports Diverged: that replica's own writes are then "
+        "discarded (its old volume is kept as oldVolumes says). Without it, a Diverged replica is reported and "
+        "the remediation suppressed (DivergedNeedsForce), for a person to decide.",
+    )
+    hooks: Hooks | None = Field(None, description="As ClusterResync's.")
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="As ClusterResync's.")
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="As ClusterResync's (the history limits apply too)."
+    )
+
+
+class ResyncPolicySpec(Model):
+    target: TargetRef = Field(description="The workload whose replicas are watched.")
+    primary: PrimarySpec = Field(description="Which pod of the target is the primary.")
+    volumes: Annotated[list[ShortName], Field(min_length=1, max_length=MAX_VOLUMES)] = Field(
+        description="Pod volume names a remediation resyncs (volumeClaimTemplate names). 1 to 16, each once."
+    )
+    probe: ProbeSpec = Field(description="How each pod's replication state is read (docs/probes.md).")
+    interval_seconds: Annotated[int, Field(ge=10, le=86400)] = Field(
+        300, description="How often every pod is probed (triggers.periodic)."
+    )
+    triggers: Triggers = Field(default_factory=Triggers, description="When pods are probed.")
+    mode: Literal["Off", "Manual", "Auto"] = Field(
+        "Off",
+        description="Off: report only. Manual: create a ClusterResync for the drifted replicas with suspend: true, "
+        "for a person to approve (kubectl patch ... suspend false). Auto: create it ready to run.",
+    )
+    cooldown_seconds: Annotated[int, Field(ge=0)] = Field(
+        3600, description="No remediation within this long after the previous one was created."
+    )
+    max_per_day: Annotated[int, Field(ge=0, le=MAX_REMEDIATIONS_KEPT)] = Field(
+        3, description="At most this many remediations in any 24 hours (0: none)."
+    )
+    suspend: bool = Field(
+        False, description="Stop probing and remediating (the status keeps its last results)."
+    )
+    resync_template: ResyncTemplate = Field(
+        default_factory=ResyncTemplate, description="What the ClusterResyncs the policy creates get."
+    )
+    successful_history_limit: Annotated[int, Field(ge=0, le=100)] = Field(
+        3, description="Completed ClusterResyncs of this policy kept (the oldest are deleted)."
+    )
+    failed_history_limit: Annotated[int, Field(ge=0, le=100)] = Field(
+        1, description="Failed ClusterResyncs of this policy kept (the oldest are deleted)."
+    )
+
+
+class PodProbe(Model):
+    pod: Name = Field(description="The pod.")
+    verdict: Verdict = Field(description="InSync, Lagging, Diverged or Unknown (against the primary).")
+    role: Literal["primary", "replica", "unknown"] = Field("unknown", description="The role it reports.")
+    position: Annotated[str, Field(max_length=1024)] | None = Field(
+        None, description="Its replication position."
+    )
+    lag_bytes: Annotated[int, Field(json_schema_extra={"format": "int64"})] | None = Field(
+        None, description="Bytes behind the primary, when the engine can tell."
+    )
+    lag_seconds: int | None = Field(None, description="Seconds behind the primary, when the engine can tell.")
+    drifted: bool = Field(False, description="Whether this replica needs a resync (see docs/policies.md).")
+    reason: Annotated[str, Field(max_length=MAX_REASON)] = Field("", description="What was found.")
+    observed_at: Timestamp = Field(description="When it was probed.")
+
+
+class PodSeen(Model):
+    """A replica as last seen, to tell a recovery (a restart or a recreation) from a steady pod."""
+
+    pod: Name = Field(description="The pod.")
+    uid: Uid = Field(description="Its uid.")
+    restart_count: int = Field(0, description="Its containers' restarts.")
+    probe_after: Timestamp | None = Field(
+        None, description="A recovery was seen: probe it once Ready until this time (recoveryGraceSeconds)."
+    )
+
+
+class Remediation(Model):
+    name: Name = Field(description="The ClusterResync created.")
+    replicas: Annotated[list[Name], Field(max_length=MAX_REPLICAS)] = Field(
+        default_factory=list, description="The replicas it resyncs."
+    )
+    created_at: Timestamp = Field(description="When.")
+    reason: Annotated[str, Field(max_length=MAX_MESSAGE)] = Field("", description="Why.")
+    confirmed: bool = Field(
+        False,
+        description="Whether the policy has seen the ClusterResync exist (else it creates it again, once).",
+    )
+
+
+class ResyncPolicyStatus(Model):
+    conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
+        default_factory=list,
+        description="InSync, Drifted and RemediationSuppressed: metav1.Conditions, one per type.",
+    )
+    observed_generation: Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})] | None = Field(
+        None, description="The generation this status describes."
+    )
+    in_sync: Annotated[str, Field(max_length=32)] = Field(
+        "", description="Replicas in sync over replicas probed, e.g. 2/3."
+    )
+    last_probe_time: Timestamp | None = Field(None, description="When every pod was last probed.")
+    pods: Annotated[list[PodProbe], Field(max_length=MAX_REPLICAS + 1)] = Field(
+        default_factory=list, description="Each pod's last probe result, one per pod."
+    )
+    seen: Annotated[list[PodSeen], Field(max_length=MAX_REPLICAS + 1)] = Field(
+        default_factory=list, description="The replicas as last seen (recovery detection)."
+    )
+    last_remediation: Remediation | None = Field(
+        None, description="The last ClusterResync the policy created."
+    )
+    remediations: Annotated[list[Timestamp], Field(max_length=MAX_REMEDIATIONS_KEPT)] = Field(
+        default_factory=list, description="When remediations were created in the last 24 hours (maxPerDay)."
+    )
+    last_decision: Annotated[str, Field(max_length=MAX_MESSAGE)] = Field(
+        "", description="Why a remediation was, or was not, started the last time one was needed."
+    )
+
+
+class ResyncPolicy(Model):
+    """Measures drift continuously and remediates with ClusterResyncs: the CronJob to ClusterResync's Job."""
+
+    api_version: Literal["clusterresync.io/v1alpha1"] = "clusterresync.io/v1alpha1"
+    kind: Literal["ResyncPolicy"] = "ResyncPolicy"
+    metadata: dict[str, object] = Field(default_factory=dict)
+    spec: ResyncPolicySpec
+    status: ResyncPolicyStatus = Field(default_factory=ResyncPolicyStatus)

@@ -7,7 +7,10 @@ which is idempotent.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -19,7 +22,20 @@ from .cache import PROVISIONING_FAILED, SNAPSHOT_API, CachedReader
 from .conditions import Reason
 from .kube import ErrorKind, Kube, KubeError, Protected, ProtectedObjectError, Written
 from .models import GROUP, LABEL_RESYNC_UID, PLURAL, VERSION, ClusterResyncSpec, ClusterResyncStatus
-from .state import Create, Delete, Exec, HookOutcome, Obj, Observed, Patch, Plan, Ref, Resync, pv_ref
+from .state import (
+    Create,
+    Delete,
+    Exec,
+    HookOutcome,
+    Obj,
+    Observed,
+    Patch,
+    Plan,
+    Ref,
+    Resync,
+    SecretKey,
+    pv_ref,
+)
 
 log = structlog.get_logger("clusterresync")
 
@@ -223,6 +239,15 @@ class Outcome:
     # changes meanwhile (retrying at once would hammer a failing API server).
     pause: float | None = None
 
+    @property
+    def requeue_after(self) -> float | None:
+        return self.plan.requeue_after
+
+    @property
+    def finished(self) -> bool:
+        """Completed or Failed, and nothing left to do: the daemon can end."""
+        return self.plan.requeue_after is None and self.status.phase in ("Completed", "Failed")
+
 
 def status_body(status: ClusterResyncStatus) -> dict[str, Any]:
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -349,17 +374,22 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
         return _api_failure(kube, body, resync, rv, e, logger)
     ref = resync_ref(resync.namespace, resync.name)
     written_status = resync.status
+    # What the server holds, as it holds it: a field the parsed status has only by default (the
+    # phase Pending of a new resync) is written too.
+    written_body: dict[str, Any] = dict(body.get("status") or {})
 
     def write(status: ClusterResyncStatus) -> bool:
         """The status, as a merge patch conditional on the resourceVersion planned from. False
         on a conflict: something else wrote meanwhile; nothing may be acted on."""
-        nonlocal rv, written_status
-        if status == written_status:
+        nonlocal rv, written_status, written_body
+        new_body = status_body(status)
+        if new_body == written_body:
+            written_status = status
             return True
         try:
             out = kube.patch_status(
                 ref,
-                {"status": merge_diff(status_body(written_status), status_body(status))},
+                {"status": merge_diff(written_body, new_body)},
                 resource_version=rv,
             )
         except KubeError as e:
@@ -368,7 +398,7 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
                 return False
             raise
         rv = str((out.get("metadata") or {}).get("resourceVersion") or "") or rv
-        written_status = status
+        written_status, written_body = status, new_body
         return True
 
     outcomes: dict[str, HookOutcome] = {}
@@ -385,9 +415,7 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
             for a in execs:
                 # The hook's output may hold secrets: it is never logged.
                 logger.info("running hook", hook=a.hook, pod=a.pod)
-                outcomes[a.hook] = kube.exec(
-                    a.namespace, a.pod, a.container, list(a.command), a.timeout_seconds
-                )
+                outcomes[a.hook] = run_exec(kube, obs.pods, a)
                 logger.info(
                     "hook finished", hook=a.hook, ok=outcomes[a.hook].ok, exit_code=outcomes[a.hook].exit_code
                 )
@@ -454,6 +482,84 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
             return Outcome(replace(result, requeue_after=TRANSIENT_RETRY_SECONDS), result.status)
         logger.info("deleted: ttlSecondsAfterFinished is up")
     return Outcome(result, result.status)
+
+
+def run_exec(kube: Kube, pods: dict[str, Obj], a: Exec) -> HookOutcome:
+    """An Exec action's outcome: its command in the pod (with a Secret on stdin, masked in what
+    comes back), or its HTTP GET on the pod. Never raises for the command's own failure."""
+    if a.http_get is not None:
+        return http_get(pods.get(a.pod), a.http_get, a.timeout_seconds)
+    stdin, refused = secret_value(kube, a.namespace, a.stdin_secret)
+    if refused is not None:
+        return refused
+    return scrubbed(
+        kube.exec(a.namespace, a.pod, a.container, list(a.command), a.timeout_seconds, stdin), stdin
+    )
+
+
+def http_get(pod: Obj | None, target: tuple[str, int, str], timeout: int) -> HookOutcome:
+    """GET ``scheme://<pod IP>:port/path`` (the HTTP probe): the body as stdout, the status as the
+    exit code; no answer is an outcome without one. Redirects are not followed."""
+    scheme, port, path = target
+    ip = str(((pod or {}).get("status") or {}).get("podIP") or "")
+    if not ip:
+        return HookOutcome(False, None, "", error="the pod has no IP yet")
+    host = f"[{ip}]" if ":" in ip else ip
+    url = f"{scheme}://{host}:{port}{path}"
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            body = resp.read(64 * 1024 + 1).decode(errors="replace")
+            return HookOutcome(True, int(resp.status), body, stdout=body)
+    except urllib.error.HTTPError as e:
+        body = e.read(4096).decode(errors="replace")
+        return HookOutcome(False, int(e.code), body, stdout=body)
+    except (OSError, ValueError) as e:
+        return HookOutcome(False, None, "", error=f"GET {scheme}://<pod IP>:{port}{path}: {e}")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def scrubbed(outcome: HookOutcome, secret: str | None) -> HookOutcome:
+    """The outcome with every occurrence of ``secret`` masked: what a command echoed of the
+    password it was given never reaches the planner, the status or a log."""
+    if not secret:
+        return outcome
+    return replace(
+        outcome,
+        output=outcome.output.replace(secret, "***"),
+        stdout=outcome.stdout.replace(secret, "***"),
+        stderr=outcome.stderr.replace(secret, "***"),
+        error=outcome.error.replace(secret, "***"),
+    )
+
+
+def secret_value(kube: Kube, namespace: str, ref: SecretKey | None) -> tuple[str | None, HookOutcome | None]:
+    """The value of a Secret's key, for an exec's standard input; or the failed outcome saying why
+    it cannot be had (named, never the value). Read live, never cached, never logged."""
+    if ref is None:
+        return None, None
+    what = f"Secret {namespace}/{ref.name}"
+    try:
+        secret = kube.get(Ref("v1", "Secret", "secrets", ref.name, namespace))
+    except KubeError as e:
+        why = (
+            f"the operator may not read {what} (RBAC): grant it get on that Secret (docs/probes.md#credentials)"
+            if e.kind == ErrorKind.FORBIDDEN
+            else f"could not read {what}: {e.message}"
+        )
+        return None, HookOutcome(False, None, "", error=why)
+    raw = ((secret or {}).get("data") or {}).get(ref.key)
+    if secret is None or raw is None:
+        missing = f"{what} not found" if secret is None else f"{what} has no key {ref.key}"
+        return None, HookOutcome(False, None, "", error=missing)
+    try:
+        return base64.b64decode(raw).decode(), None
+    except (ValueError, UnicodeDecodeError):
+        return None, HookOutcome(False, None, "", error=f"{what} key {ref.key} is not UTF-8 text")
 
 
 class NameConflictError(Exception):
@@ -584,6 +690,7 @@ def _empty_observation(resync: Resync) -> Observed:
 
 
 def post_event(kube: Kube, body: Obj, type_: str, reason: str, message: str) -> None:
+    """An Event about ``body`` (a ClusterResync or a ResyncPolicy)."""
     m = body.get("metadata") or {}
     now = dt.datetime.now(dt.UTC)
     ev = {
@@ -592,7 +699,7 @@ def post_event(kube: Kube, body: Obj, type_: str, reason: str, message: str) -> 
         "metadata": {"generateName": f"{m.get('name')}.", "namespace": m.get("namespace")},
         "involvedObject": {
             "apiVersion": RESYNC_API,
-            "kind": "ClusterResync",
+            "kind": str(body.get("kind") or "ClusterResync"),
             "name": m.get("name"),
             "namespace": m.get("namespace"),
             "uid": m.get("uid"),

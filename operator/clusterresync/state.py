@@ -77,8 +77,17 @@ class Delete:
 
 
 @dataclass(frozen=True)
+class SecretKey:
+    """A Secret's key, in the resync's namespace: the adapter reads it and writes its value to an
+    exec's standard input. The planner never sees the value."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Exec:
-    """Run a hook command in a pod; its outcome comes back in ``Observed.hook_outcomes``."""
+    """Run a hook (or probe) command in a pod; its outcome comes back in ``Observed.hook_outcomes``."""
 
     hook: str
     pod: str
@@ -86,6 +95,10 @@ class Exec:
     container: str | None
     command: tuple[str, ...]
     timeout_seconds: int
+    stdin_secret: SecretKey | None = None
+    # Instead of a command: GET this URL on the pod (scheme, port, path); the body comes back as
+    # the outcome's stdout and the HTTP status as its exit code.
+    http_get: tuple[str, int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +118,10 @@ class HookOutcome:
 
     ok: bool
     exit_code: int | None
-    output: str
+    output: str  # stdout, then stderr
     error: str = ""
+    stdout: str = ""
+    stderr: str = ""
 
 
 @dataclass(frozen=True)

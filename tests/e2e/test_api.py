@@ -65,6 +65,23 @@ def apply(cluster: KubeSim, ns: str, obj: dict[str, Any]) -> tuple[int, str]:
         ),
         ({"ttlSecondsAfterFinished": -1}, "ttlSecondsAfterFinished"),
         ({"volumes": [f"v{i}" for i in range(17)]}, "must have at most 16 items"),
+        (
+            {
+                "probe": {
+                    "preset": "Postgres",
+                    "passwordEnv": "P",
+                    "passwordSecretRef": {"name": "s", "key": "k"},
+                }
+            },
+            "set at most one of passwordEnv and passwordSecretRef",
+        ),
+        ({"probe": {"preset": "Command"}}, "command is required for the Command preset, and only for it"),
+        (
+            {"probe": {"preset": "Redis", "command": ["true"]}},
+            "command is required for the Command preset, and only for it",
+        ),
+        ({"probe": {"preset": "Checksum"}}, "path is required for the Checksum and HTTP presets"),
+        ({"probe": {"preset": "Oracle"}}, "Unsupported value"),
     ],
 )
 def test_invalid_resync_is_refused(cluster: KubeSim, ns: str, spec: dict[str, Any], message: str) -> None:
@@ -82,4 +99,20 @@ def test_valid_resyncs_are_accepted_and_spec_is_immutable(cluster: KubeSim, ns: 
     rc, out = apply(cluster, ns, ok)
     assert rc == 0, out
     rc, out = apply(cluster, ns, {**ok, "spec": {**ok["spec"], "maxParallel": 2}})
+    assert rc != 0 and "spec is immutable" in out, out
+
+
+def test_suspend_is_the_one_change_and_only_an_approval(cluster: KubeSim, ns: str) -> None:
+    """spec.suspend goes from true to false (approving a suspended resync); nothing else changes,
+    and an approved (or never suspended) resync cannot be suspended afterwards."""
+    held = body(suspend=True, primaryStableSeconds=3600, timeouts={"preflightSeconds": 0})
+    rc, out = apply(cluster, ns, held)
+    assert rc == 0, out
+    rc, out = apply(cluster, ns, {**held, "spec": {**held["spec"], "suspend": True, "maxParallel": 3}})
+    assert rc != 0 and "Only suspend can change, from true to false" in out, out
+    rc, out = apply(cluster, ns, {**held, "spec": {**held["spec"], "suspend": False, "force": True}})
+    assert rc != 0 and "spec is immutable" in out, out
+    rc, out = apply(cluster, ns, {**held, "spec": {**held["spec"], "suspend": False}})
+    assert rc == 0, out
+    rc, out = apply(cluster, ns, {**held, "spec": {**held["spec"], "suspend": True}})
     assert rc != 0 and "spec is immutable" in out, out

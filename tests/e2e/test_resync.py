@@ -561,3 +561,32 @@ def test_primary_not_ready_is_refused_after_waiting(cluster: KubeSim, operator: 
         assert failed["reason"] == "PrimaryNotReady" and "is not Ready" in failed["message"]
     finally:
         cluster.call(lambda c: c.set_node_ready(node, True))
+
+
+# -- approval --------------------------------------------------------------------------------
+def test_a_suspended_resync_touches_nothing_until_approved(
+    cluster: KubeSim, operator: Operator, ns: str
+) -> None:
+    db = make_db(cluster, ns, replicas=2, primary=1)
+    before = pv_of(cluster, ns, db.claim("data", 0))
+    resync(cluster, db, suspend=True)
+
+    def suspended() -> dict[str, Any] | None:
+        obj = get(cluster, "crsync", "-n", ns, "rs")
+        c = conditions(obj).get("Progressing") or {} if obj.get("status") else {}
+        return obj if c.get("reason") == "Suspended" else None
+
+    obj = wait_for(suspended, 30, "Progressing/Suspended")
+    assert obj["status"]["phase"] == "Pending"
+    assert (
+        "kubectl" in conditions(obj)["Progressing"]["message"]
+        and "suspend" in conditions(obj)["Progressing"]["message"]
+    )
+    time.sleep(1.0)  # a daemon that ignored suspend would have snapshotted by now
+    assert get(cluster, "volumesnapshots", "-n", ns)["items"] == []
+    assert pv_of(cluster, ns, db.claim("data", 0)) == before
+    cluster.kubectl("patch", "crsync", "rs", "-n", ns, "--type", "merge", "-p", '{"spec":{"suspend":false}}')
+    out = wait_done(cluster, ns)
+    assert out["status"]["phase"] == "Completed", out["status"]
+    assert_resynced(cluster, db, [0])
+    assert_primary_untouched(cluster, db)

@@ -723,3 +723,23 @@ def test_kubelet_rejects_a_pod_whose_node_does_not_match(kubesim: KubeSim) -> No
         "NodeAffinity",
         "Pod was rejected: Predicate NodeAffinity failed",
     )
+
+
+def test_processes_that_left_the_group_die_with_the_container(kubesim: KubeSim) -> None:
+    """A child that called setsid() is not in the container's process group; it still goes when
+    the container's process exits (runc kills what is left of a container's PID namespace)."""
+    ns = new_ns(kubesim)
+    create_pod(
+        kubesim,
+        ns,
+        "leaver",
+        [{"name": "app", "command": ["sh", "-c", "setsid sleep 600 & echo $!; sleep 0.3"]}],
+        annotations=PROCESS,
+        restartPolicy="Never",
+    )
+    wait_for(
+        lambda: (p := pod(kubesim, ns, "leaver")) and p["status"].get("phase") == "Succeeded",
+        what="the pod to complete",
+    )
+    pid = int(log_text(kubesim, ns, "leaver", "app").split()[0])
+    wait_for(lambda: not alive(pid), timeout=5, what="the setsid child killed")

@@ -524,6 +524,8 @@ def outcome(phase: str = "Resyncing", requeue: float | None = 0.01, remove_final
         writes=[],
         replan_now=False,
         pause=None,
+        requeue_after=requeue,
+        finished=requeue is None and phase in ("Completed", "Failed"),
     )
 
 

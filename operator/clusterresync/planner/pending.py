@@ -9,6 +9,15 @@ from .status import FINISHED, Builder
 
 def pending(b: Builder) -> None:
     r = b.obs.resync
+    if r.spec.suspend:
+        # Waiting for a person's approval (a ResyncPolicy in Manual mode creates them so): nothing
+        # is read or touched; setting spec.suspend to false wakes the daemon (a watch event).
+        b.progressing(
+            Reason.SUSPENDED,
+            f"suspended: waiting for approval; approve with: kubectl -n {r.namespace} patch crsync {r.name} "
+            """--type merge -p '{"spec":{"suspend":false}}'""",
+        )
+        return
     ahead = []
     for other in b.obs.other_resyncs:
         m = meta(other)

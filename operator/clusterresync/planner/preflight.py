@@ -21,6 +21,7 @@ from .objects import (
     restart_count,
     uid,
 )
+from .probing import guard as probe_guard
 from .status import Builder
 
 
@@ -186,6 +187,9 @@ def preflight(b: Builder) -> None:
             return
         b.progressing(Reason.WAITING_FOR_PRIMARY, msg)
         b.again(min(5.0, max(1.0, spec.timeouts.preflight_seconds - waited)))
+        return
+    # Before anything is touched: no replica may hold writes the primary lacks (spec.probe).
+    if not probe_guard(b, pname, replicas):
         return
     b.set(
         primary=PrimaryStatus(

@@ -15,6 +15,7 @@ from ..models import (
 from ..state import Create, Delete, Obj, job_ref, pod_ref, pvc_ref
 from .naming import staging_job_name
 from .objects import deleting, meta, parse_ts, pod_ready, policy_of, uid
+from .probing import verified as probe_verified
 from .status import Builder, fail_replica, set_vol
 from .volumes import (
     foreign,
@@ -221,6 +222,15 @@ def verify(b: Builder, r: ReplicaStatus) -> None:
     elif not pod_ready(pod):
         ok = False
         problems.append(f"pod {r.name} not Ready yet")
+    if ok:
+        # With a probe, Ready is not enough: the replica must replicate from the primary again.
+        checked = probe_verified(b, r)
+        if checked is None:
+            b.put_replica(r.model_copy(update={"message": "Ready; probing its replication"}))
+            return
+        ok, why = checked
+        if not ok:
+            problems.append(why)
     if ok:
         b.put_replica(
             r.model_copy(update={"phase": "Finishing", "message": "verified; restoring reclaim policies"})

@@ -59,6 +59,9 @@ class ClusterConfig:
     # Volumes (csi.py, controllers/volumes.py, controllers/snapshots.py). Bytes/s of data copies (None: disk speed).
     copy_throughput_bytes_per_s: float | None = None
     snapshot_ready_delay: float = 0.2  # seconds from a snapshot's cut to readyToUse
+    # Stop (SIGSTOP) the processes writing to a volume while it is copied (snapshot, clone), as a
+    # filesystem freeze does, so copies are point-in-time (kubelet.frozen, runtime.stop_processes).
+    freeze_writers_during_copy: bool = True
     volume_retry_start: float = 0.1  # provisioner/snapshotter retry backoff (upstream 1 s .. 5 min)
     volume_retry_max: float = 5.0
     pv_resync_period: float = 15.0  # --pvclaimbinder-sync-period
@@ -73,6 +76,7 @@ class ClusterConfig:
     crash_backoff: float = 0.2  # crash-loop back-off, doubling to crash_backoff_max (upstream 10 s .. 5 min)
     crash_backoff_max: float = 2.0
     probe_period_scale: float = 1.0  # multiplies probes' initialDelaySeconds and periodSeconds
+    dns_refresh_delay: float = 0.02  # process pods' /etc/hosts records follow pod/Service changes after this
     # Workload controllers (controllers/statefulset.py, deployment.py, job.py).
     workload_retry_start: float = 0.005  # a failed sync's requeue backoff (workqueue: 5 ms doubling)
     workload_retry_max: float = 1.0  # ... up to this (upstream 1000 s)

@@ -284,8 +284,11 @@ class CSIBackend:
         tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
             try:
-                size = await loop.run_in_executor(None, _copy_tree, src, tmp)
-            except OSError as e:
+                # Point in time: the volume's writers are stopped for the real copy only (kubelet.frozen);
+                # the throughput model's extra time below runs after the thaw.
+                async with self.cluster.kubelet.frozen(src):
+                    size = await loop.run_in_executor(None, _copy_tree, src, tmp)
+            except (OSError, shutil.Error) as e:
                 raise CSIError("Internal", f"failed to copy {src.name}: {e}") from e
             throughput = self.cluster.config.copy_throughput_bytes_per_s
             if throughput:

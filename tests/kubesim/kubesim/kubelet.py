@@ -12,7 +12,9 @@ For each pod bound to a kubesim node the kubelet does what ``Kubelet.SyncPod`` d
    PVC -> the PV's directory (``storage.volume_dir``), emptyDir -> a per-pod directory,
    configMap/secret/downwardAPI/projected -> files, hostPath -> the path, with ``fsGroup``
    ownership (``SetVolumeOwnership``);
-3. the sandbox: a pod IP (127.x.y.z, unique among live pods), ``PodReadyToStartContainers``;
+3. the sandbox: a pod IP (127.x.y.z, unique among live pods), ``PodReadyToStartContainers``,
+   and for process pods the hosts file (``makeHostsMount``; with kubesim's headless-Service
+   records, see ``dns.py``);
 4. init containers one by one (restartable "sidecar" init containers are started and left
    running), then the containers (``kuberuntime_manager.go``: ``computePodActions``,
    ``startContainer``), restarts per ``restartPolicy`` with the crash-loop back-off
@@ -40,12 +42,12 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Coroutine, Hashable, Iterable
+from collections.abc import AsyncIterator, Coroutine, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from . import events, runtime, storage
+from . import dns, events, runtime, storage
 from .controllers.base import Controller
 from .controllers.nodes import node_ip, node_names
 from .controllers.scheduler import (
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
 PROCESS_ANNOTATION = "kubesim.io/process"
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
 MIN_GRACE_SECONDS = 2.0  # kuberuntime_container.go: minimumGracePeriodInSeconds
+IP_SPACE = 254 * 256 * 254  # pod IPs 127.1.0.1 .. 127.254.255.254
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -117,6 +120,7 @@ class Container:
     retry_at: float = 0.0  # after a configuration error, not before (monotonic)
     final: bool = False  # a sidecar stopped for good (the regular containers are done)
     pspec: runtime.ProcessSpec | None = None
+    mnt_ns: runtime.Namespace | None = None  # the running instance's mount namespace
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -146,6 +150,18 @@ class PodRuntime:
     stopped: bool = False
     final_written: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    hosts_file: Path | None = None  # <pod dir>/etc-hosts, mounted over /etc/hosts (process pods)
+    hosts_base: str = ""  # what the kubelet writes there (managedHostsFileContent)
+    cluster_dns: bool = False  # dnsPolicy gives the pod cluster DNS (kubesim's records)
+
+
+@dataclass
+class Launch:
+    """A process kubesim started in a pod (container, exec, exec probe), for freezing writers."""
+
+    spec: runtime.ProcessSpec
+    proc: asyncio.subprocess.Process | None = None
+    forked: asyncio.Event = field(default_factory=asyncio.Event)  # set once proc is known (or never will be)
 
 
 def is_process_pod(pod: dict[str, Any]) -> bool:
@@ -204,12 +220,25 @@ class Kubelet(Controller):
         self.pods: dict[str, PodRuntime] = {}
         self.by_key: dict[tuple[str, str], str] = {}
         self._blocked: set[tuple[str, str]] = set()
-        self._ip_seq = 0
+        # Every kubesim on the host shares 127/8: each cluster starts its sequence at a random
+        # point, so that clusters running side by side (and sockets a previous cluster left in
+        # TIME_WAIT) rarely meet on an address.
+        self._ip_seq = secrets.randbelow(IP_SPACE)
         self._ips: set[str] = set()
         self._wakeups: dict[Hashable, float] = {}
         self._handles: set[asyncio.TimerHandle] = set()
         self._procs: set[asyncio.subprocess.Process] = set()
         self._orphans: set[asyncio.Task[Any]] = set()
+        self._launches: list[Launch] = []
+        self._frozen: dict[str, int] = {}  # volume real path -> freezes in progress
+        self._thawed = asyncio.Event()
+        self._thawed.set()
+        # Overlapping freezes (two copies of one volume) share stopped processes: a process is
+        # continued when the last freeze that stopped it ends. The lock orders stops and thaws.
+        self._freeze_lock = asyncio.Lock()
+        self._stop_holds: dict[int, int] = {}
+        self._hosts_refresh: asyncio.TimerHandle | None = None
+        self._dns_pods: set[str] = set()  # uids of process pods whose hosts file carries records
 
     # -- wiring ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -257,6 +286,11 @@ class Kubelet(Controller):
                     for c in rt.containers.values() if rt is not None else ():
                         c.retry_at = 0.0
             yield from keys
+
+    def on_change(self, change: Change) -> None:
+        super().on_change(change)
+        if change.key in ("/pods", "/services"):
+            self._schedule_hosts_refresh()
 
     def initial_keys(self) -> Iterable[Hashable]:
         for p in self.store.iter("/pods"):
@@ -411,6 +445,8 @@ class Kubelet(Controller):
         # -- sandbox --
         if not rt.ip:
             rt.ip = node_ip(rt.node) if (pod.get("spec") or {}).get("hostNetwork") else self._alloc_ip()
+        if rt.process and rt.hosts_file is None:
+            self._make_hosts_file(pod, rt)
         # -- init containers --
         policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
         initialized = True
@@ -931,6 +967,9 @@ class Kubelet(Controller):
         }
         full_env.update(env)
         mounts = self._mounts(rt, c, env)
+        # kubelet_pods.go: makeMounts adds the hosts file unless the container mounts /etc/hosts.
+        if rt.hosts_file is not None and all(m.target.rstrip("/") != dns.ETC_HOSTS for m in mounts):
+            mounts.append(runtime.Mount(str(rt.hosts_file), dns.ETC_HOSTS))
         return runtime.ProcessSpec(
             argv=argv,
             env=full_env,
@@ -1068,7 +1107,7 @@ class Kubelet(Controller):
         fd = _open_log(log)
         self._begin_instance(pod, c)
         try:
-            proc, err = await runtime.spawn(c.pspec, stdout=fd, stderr=fd)
+            proc, err = await self._launch(c.pspec, stdout=fd, stderr=fd)
         finally:
             os.close(fd)
         if err is not None or rt.stopped or rt.terminating is not None:
@@ -1088,22 +1127,38 @@ class Kubelet(Controller):
             self.enqueue(key)
             return
         c.proc = proc
+        c.mnt_ns = runtime.pin_mount_namespace(proc.pid)
         self._procs.add(proc)
         self._running(pod, rt, c)
         c.busy = False
         inst = c.instance
-        c.tasks = [self._spawn_task(rt, self._watch(rt, c, proc, inst))]
+        c.tasks = [self._spawn_task(rt, self._watch(rt, c, proc, inst, c.mnt_ns))]
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             probe = c.spec.get(kind)
             if isinstance(probe, dict):
                 c.tasks.append(self._spawn_task(rt, self._probe_loop(pod, rt, c, inst, kind, probe)))
         self.enqueue(key)
 
-    async def _watch(self, rt: PodRuntime, c: Container, proc: asyncio.subprocess.Process, inst: int) -> None:
-        rc = await proc.wait()
-        self._procs.discard(proc)
-        # The process group may have left children behind: they go with the container.
-        runtime.signal_group(proc, signal.SIGKILL)
+    async def _watch(
+        self,
+        rt: PodRuntime,
+        c: Container,
+        proc: asyncio.subprocess.Process,
+        inst: int,
+        ns: runtime.Namespace | None,
+    ) -> None:
+        try:
+            rc = await proc.wait()
+            self._procs.discard(proc)
+            # The process group may have left children behind: they go with the container, and so
+            # do processes that left the group (setsid), found by the container's mount namespace
+            # (a container's processes die with its init process, as in its PID namespace).
+            runtime.signal_group(proc, signal.SIGKILL)
+            if ns is not None:
+                await asyncio.get_running_loop().run_in_executor(None, runtime.kill_namespace, ns)
+        finally:
+            if ns is not None:
+                ns.close()
         if c.instance != inst or c.state != "running":
             return
         code = runtime.exit_code(rc)
@@ -1189,7 +1244,7 @@ class Kubelet(Controller):
             if c.pspec is None:
                 return False, "no process"
             argv = [str(a) for a in probe["exec"].get("command") or []]
-            return await runtime.exec_probe(c.pspec, argv, probe_timeout)
+            return await runtime.exec_probe(c.pspec, argv, probe_timeout, spawner=self._launch)
         if probe.get("tcpSocket"):
             t = probe["tcpSocket"]
             port = self._port(c, t.get("port"))
@@ -1277,6 +1332,7 @@ class Kubelet(Controller):
     def _remove(self, rt: PodRuntime) -> None:
         """HandlePodRemoves: the pod is gone from the API; stop what still runs, then clean up."""
         self.pods.pop(rt.uid, None)
+        self._dns_pods.discard(rt.uid)
         if self.by_key.get((rt.ns, rt.name)) == rt.uid:
             del self.by_key[(rt.ns, rt.name)]
 
@@ -1294,12 +1350,128 @@ class Kubelet(Controller):
 
         self._spawn_task(None, finish())
 
+    # -- /etc/hosts and cluster names (dns.py) -----------------------------------------------------
+    def _make_hosts_file(self, pod: dict[str, Any], rt: PodRuntime) -> None:
+        """makeHostsMount / ensureHostsFile: <pod dir>/etc-hosts, with kubesim's DNS records."""
+        rt.hosts_base = dns.kubelet_hosts_content(pod, rt.ip)
+        rt.cluster_dns = dns.uses_cluster_dns(pod)
+        path = rt.pod_dir / "etc-hosts"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        records = self._dns_records() if rt.cluster_dns else []
+        dns.rewrite_in_place(path, self._hosts_text(rt, records))
+        rt.hosts_file = path
+        if rt.cluster_dns:
+            self._dns_pods.add(rt.uid)
+
+    def _dns_records(self) -> list[tuple[str, str]]:
+        return dns.service_records(self.store.iter("/services"), self.store.iter("/pods"))
+
+    @staticmethod
+    def _hosts_text(rt: PodRuntime, records: list[tuple[str, str]]) -> str:
+        if not rt.cluster_dns:
+            return rt.hosts_base
+        return rt.hosts_base + dns.records_content(records, rt.ns)
+
+    def _schedule_hosts_refresh(self) -> None:
+        if self._hosts_refresh is not None:
+            return
+        if not self._dns_pods:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._hosts_refresh = loop.call_later(self.cluster.config.dns_refresh_delay, self._refresh_hosts)
+
+    def _refresh_hosts(self) -> None:
+        """Rewrite the records of every process pod's hosts file (in place: same inode)."""
+        self._hosts_refresh = None
+        records = self._dns_records()
+        for uid in list(self._dns_pods):
+            rt = self.pods.get(uid)
+            if rt is None or rt.hosts_file is None or rt.stopped:
+                continue
+            with contextlib.suppress(OSError):
+                dns.rewrite_in_place(rt.hosts_file, self._hosts_text(rt, records))
+
+    # -- freezing writers during volume copies (runtime.stop_processes) ---------------------------
+    async def _launch(
+        self, spec: runtime.ProcessSpec, **kwargs: Any
+    ) -> tuple[asyncio.subprocess.Process, str | None]:
+        """runtime.spawn, recorded for freezes; waits while a volume it writes to is frozen (a
+        write to a frozen filesystem blocks until the thaw)."""
+        while any(runtime.mounts_writable(spec, v) for v in self._frozen):
+            await self._thawed.wait()
+        self._launches = [x for x in self._launches if x.proc is None or x.proc.returncode is None]
+        launch = Launch(spec)
+        self._launches.append(launch)
+
+        def started(proc: asyncio.subprocess.Process) -> None:
+            launch.proc = proc
+            launch.forked.set()
+
+        try:
+            return await runtime.spawn(spec, started=started, **kwargs)
+        except BaseException:
+            if launch.proc is None:
+                self._launches.remove(launch)
+            raise
+        finally:
+            launch.forked.set()
+
+    @contextlib.asynccontextmanager
+    async def frozen(self, volume: Path) -> AsyncIterator[int]:
+        """Freeze the writers of ``volume`` (a directory on the host) for a point-in-time copy:
+        every process of every container, exec session or exec probe that mounts it read-write is
+        stopped (SIGSTOP, waiting until it is) and continued (SIGCONT) on exit; processes that
+        would start meanwhile wait. Yields how many processes were stopped. A no-op with
+        ``ClusterConfig.freeze_writers_during_copy`` off."""
+        if not self.cluster.config.freeze_writers_during_copy:
+            yield 0
+            return
+        loop = asyncio.get_running_loop()
+        key = await loop.run_in_executor(None, os.path.realpath, volume)
+        self._frozen[key] = self._frozen.get(key, 0) + 1
+        self._thawed.clear()
+        stopped: list[int] = []
+        try:
+            # A launch that has no process yet will have one in a moment; it must be stopped too.
+            for x in list(self._launches):
+                if x.proc is None and runtime.mounts_writable(x.spec, key):
+                    await x.forked.wait()
+            roots = [
+                x.proc.pid
+                for x in self._launches
+                if x.proc is not None and x.proc.returncode is None and runtime.mounts_writable(x.spec, key)
+            ]
+            if roots:
+                async with self._freeze_lock:
+                    stopped = await loop.run_in_executor(None, runtime.stop_processes, roots)
+                    for pid in stopped:
+                        self._stop_holds[pid] = self._stop_holds.get(pid, 0) + 1
+            yield len(stopped)
+        finally:
+            if stopped:
+                async with self._freeze_lock:
+                    last = []
+                    for pid in stopped:
+                        self._stop_holds[pid] -= 1
+                        if not self._stop_holds[pid]:
+                            del self._stop_holds[pid]
+                            last.append(pid)
+                    runtime.continue_processes(last)
+            self._frozen[key] -= 1
+            if not self._frozen[key]:
+                del self._frozen[key]
+            if not self._frozen:
+                self._thawed.set()
+
     # -- IPs -------------------------------------------------------------------------------------
     def _alloc_ip(self) -> str:
         # host-local IPAM: sequential allocation in 127.1.0.0-127.254.255.255, skipping live addresses.
         while True:
             n = self._ip_seq
-            self._ip_seq = (self._ip_seq + 1) % (254 * 256 * 254)
+            self._ip_seq = (self._ip_seq + 1) % IP_SPACE
             a, rest = divmod(n, 256 * 254)
             b, c = divmod(rest, 254)
             ip = f"127.{a + 1}.{b}.{c + 1}"
@@ -1569,7 +1741,7 @@ class Kubelet(Controller):
                 spec = self._process_spec(deep_copy(obj), rt, c)
             except ConfigError as e:
                 raise ExecError(500, str(e)) from None
-        proc, _ = await runtime.spawn(
+        proc, _ = await self._launch(
             spec,
             argv=argv,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
@@ -1589,6 +1761,9 @@ class Kubelet(Controller):
         for h in list(self._handles):
             h.cancel()
         self._handles.clear()
+        if self._hosts_refresh is not None:
+            self._hosts_refresh.cancel()
+            self._hosts_refresh = None
         await super().stop()
         tasks = [t for rt in self.pods.values() for t in rt.tasks] + list(self._orphans)
         for t in tasks:
@@ -1602,6 +1777,11 @@ class Kubelet(Controller):
         ]
         for p in procs:
             runtime.signal_group(p, signal.SIGKILL)
+        for rt in self.pods.values():
+            for c in rt.containers.values():
+                if c.mnt_ns is not None and c.mnt_ns.fd >= 0:
+                    runtime.kill_namespace(c.mnt_ns)
+                    c.mnt_ns.close()
         for p in procs:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(p.wait(), timeout=5)

@@ -10,6 +10,11 @@ SIGKILL when kubesim dies (``PR_SET_PDEATHSIG``), then ``execvpe``s the command.
 failure is reported on a close-on-exec pipe, so kubesim can tell "could not start" (containerd's
 ``StartError``) from "started and exited".
 
+The kubelet also bind-mounts the pod's hosts file over ``/etc/hosts`` (``dns.py``). When a
+container's process ends, what is left in its mount namespace is killed (``kill_namespace``); for
+point-in-time volume copies the writers of a volume are stopped and continued
+(``stop_processes``/``continue_processes``, the stand-in for a filesystem freeze).
+
 Upstream references: ``pkg/kubelet/kuberuntime/kuberuntime_container.go`` (``startContainer``,
 ``killContainer``), ``pkg/kubelet/kubelet_pods.go`` (``makeEnvironmentVariables``,
 ``makeMounts``), ``third_party/forked/golang/expansion/expand.go`` (``$(VAR)`` expansion),
@@ -29,6 +34,7 @@ import signal
 import stat
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -143,6 +149,9 @@ class ProcessSpec:
         return json.dumps(d)
 
 
+Spawner = Callable[..., Awaitable[tuple[asyncio.subprocess.Process, "str | None"]]]
+
+
 class StartError(Exception):
     """The process could not be started (the runtime's StartError)."""
 
@@ -176,9 +185,11 @@ async def spawn(
     stdout: int | None = None,
     stderr: int | None = None,
     report_errors: bool = True,
+    started: Callable[[asyncio.subprocess.Process], None] | None = None,
 ) -> tuple[asyncio.subprocess.Process, str | None]:
     """Start a process as ``spec`` says. With ``report_errors`` the setup error (if any) is
-    returned; otherwise it goes to the process's stderr and the process exits 126/127/128."""
+    returned; otherwise it goes to the process's stderr and the process exits 126/127/128.
+    ``started`` is called with the process as soon as it exists (before its setup is done)."""
     if not report_errors:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -193,6 +204,8 @@ async def spawn(
             stderr=stderr,
             start_new_session=True,
         )
+        if started is not None:
+            started(proc)
         return proc, None
     r, w = os.pipe()
     try:
@@ -215,6 +228,8 @@ async def spawn(
         os.close(w)
         raise
     os.close(w)
+    if started is not None:
+        started(proc)
     try:
         data = await _read_until_eof(r)
     finally:
@@ -452,9 +467,11 @@ async def http_probe(
     return False, f"HTTP probe failed with statuscode: {code}"
 
 
-async def exec_probe(spec: ProcessSpec, argv: list[str], probe_timeout: float) -> tuple[bool, str]:
+async def exec_probe(
+    spec: ProcessSpec, argv: list[str], probe_timeout: float, spawner: Spawner | None = None
+) -> tuple[bool, str]:
     """pkg/probe/exec: run the command in the container (its mount namespace, env and user)."""
-    proc, _ = await spawn(
+    proc, _ = await (spawner or spawn)(
         spec,
         argv=argv,
         stdout=asyncio.subprocess.PIPE,
@@ -471,21 +488,173 @@ async def exec_probe(spec: ProcessSpec, argv: list[str], probe_timeout: float) -
     return proc.returncode == 0, text
 
 
+# -- freezing writers for point-in-time copies -------------------------------------------------
+# A filesystem freeze (``fsfreeze``/``FIFREEZE``, what CSI drivers and snapshotting storage use
+# to cut a crash-consistent snapshot of a mounted volume) blocks every writer until the thaw.
+# kubesim's volumes are plain directories, so it stops the writers themselves instead: every
+# process of a container that mounts the volume read-write (all processes of its mount
+# namespace, so children that called setsid(), like PostgreSQL's backends, are included) gets
+# SIGSTOP, and the copy starts only once every thread of every such process is stopped (a
+# write() in flight completes first, as a freeze waits for it); SIGCONT resumes them.
+
+
+def mounts_writable(spec: ProcessSpec, volume: str) -> bool:
+    """Whether ``spec`` mounts ``volume`` (a real path), a directory inside it or one holding it,
+    read-write."""
+    for m in spec.mounts:
+        if m.read_only:
+            continue
+        src = os.path.realpath(m.source)
+        if src == volume or src.startswith(volume + "/") or volume.startswith(src.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def _mount_ns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _all_pids() -> list[int]:
+    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+
+
+def _task_states(pid: int) -> list[str]:
+    """The scheduler state letter of every thread of ``pid`` (empty when it is gone)."""
+    states = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        states.append(data.rsplit(b")", 1)[-1].split()[0].decode())
+    return states
+
+
+def stop_processes(roots: list[int], timeout: float = 30.0) -> list[int]:
+    """SIGSTOP ``roots`` (container processes) and every process in their mount namespaces, until
+    no new one shows up, then wait until all their threads are stopped. Returns the pids stopped
+    (for ``continue_processes``). Runs in a worker thread; on an error the stopped are resumed."""
+    me = os.getpid()
+    own = _mount_ns(me)
+    stopped: list[int] = []
+    seen: set[int] = set()
+    try:
+        while True:
+            want: set[int] = set()
+            namespaces: set[str] = set()
+            for pid in roots:
+                ns = _mount_ns(pid)
+                if ns is None:
+                    continue
+                want.add(pid)  # also a helper still setting up in kubesim's own namespace
+                if ns != own:
+                    namespaces.add(ns)
+            if namespaces:
+                want.update(pid for pid in _all_pids() if _mount_ns(pid) in namespaces)
+            want.discard(me)
+            new = sorted(want - seen)
+            if not new:
+                break
+            for pid in new:
+                seen.add(pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+        deadline = time.monotonic() + timeout
+        for pid in stopped:
+            # T: stopped; t: traced; Z/X: exited. Anything else is still running a syscall.
+            while any(s not in "TtZX" for s in _task_states(pid)):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"process {pid} did not stop within {timeout:g}s")
+                time.sleep(0.0005)
+    except BaseException:
+        continue_processes(stopped)
+        raise
+    return stopped
+
+
+@dataclass
+class Namespace:
+    """A container's mount namespace, pinned by an open descriptor (so its identity cannot be
+    reused by a new namespace while kubesim refers to it)."""
+
+    ident: str
+    fd: int
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+
+def pin_mount_namespace(pid: int) -> Namespace | None:
+    """The mount namespace of a started container process (None if it is kubesim's own or gone)."""
+    try:
+        fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    ident = _mount_ns(pid)
+    if ident is None or ident == _mount_ns(os.getpid()):
+        os.close(fd)
+        return None
+    return Namespace(ident, fd)
+
+
+def kill_namespace(ns: Namespace, rounds: int = 50) -> int:
+    """SIGKILL every process left in a container's mount namespace once its main process is gone,
+    as the kernel kills a PID namespace's processes when its init (the container's process)
+    exits (runc: ``signalAllProcesses``); returns how many were killed. Runs in a worker thread."""
+    me = os.getpid()
+    killed = 0
+    for _ in range(rounds):
+        pids = [pid for pid in _all_pids() if pid != me and _mount_ns(pid) == ns.ident]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        time.sleep(0.01)
+    return killed
+
+
+def continue_processes(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGCONT)
+
+
 __all__ = [
     "HELPER",
     "Mount",
+    "Namespace",
     "ProcessSpec",
+    "Spawner",
     "StartError",
+    "continue_processes",
     "decode_secret",
     "exec_probe",
     "exit_code",
     "expand",
     "http_probe",
+    "kill_namespace",
     "mount_namespace_problem",
+    "mounts_writable",
+    "pin_mount_namespace",
     "primary_gid",
     "set_volume_ownership",
     "spawn",
     "stop_process",
+    "stop_processes",
     "tcp_probe",
     "user_home",
     "write_volume_files",
