@@ -84,6 +84,48 @@ class EventReason(StrEnum):
     FORCED = "ForcedDespiteDivergence"  # force: true went ahead over a Diverged replica
 
 
+class PolicyCondition(StrEnum):
+    """A ResyncPolicy's condition types."""
+
+    IN_SYNC = "InSync"
+    DRIFTED = "Drifted"
+    REMEDIATION_SUPPRESSED = "RemediationSuppressed"
+
+
+class PolicyReason(StrEnum):
+    """The reasons of a ResyncPolicy's conditions (docs/policies.md explains each)."""
+
+    IN_SYNC = "InSync"
+    DRIFTED = "Drifted"
+    NO_DRIFT = "NoDrift"
+    PROBE_UNKNOWN = "ProbeUnknown"
+    PROBE_INVALID = "ProbeInvalid"
+    TARGET_NOT_FOUND = "TargetNotFound"
+    PRIMARY_NOT_FOUND = "PrimaryNotFound"
+    NO_PRIMARY = "NoPrimary"
+    MULTIPLE_PRIMARIES = "MultiplePrimaries"
+    PRIMARY_ROLE_MISMATCH = "PrimaryRoleMismatch"
+    # RemediationSuppressed True: the storm guards, in the order they are checked
+    SUSPENDED = "Suspended"
+    MODE_OFF = "ModeOff"
+    RESYNC_IN_PROGRESS = "ResyncInProgress"
+    PRIMARY_UNHEALTHY = "PrimaryUnhealthy"
+    COOLING_DOWN = "CoolingDown"
+    DAILY_LIMIT_REACHED = "DailyLimitReached"
+    DIVERGED_NEEDS_FORCE = "DivergedNeedsForce"
+    # RemediationSuppressed False
+    NOT_NEEDED = "NotNeeded"
+    REMEDIATING = "Remediating"
+    AWAITING_APPROVAL = "AwaitingApproval"
+
+
+class PolicyEventReason(StrEnum):
+    DRIFT_DETECTED = "DriftDetected"
+    REMEDIATION_STARTED = "RemediationStarted"
+    REMEDIATION_SUPPRESSED = "RemediationSuppressed"
+    REMEDIATION_FAILED = "RemediationFailed"
+
+
 class EventType(StrEnum):
     NORMAL = "Normal"
     WARNING = "Warning"

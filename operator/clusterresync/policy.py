@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .conditions import EventType
+from .conditions import EventType, PolicyCondition, PolicyEventReason, PolicyReason
 from .models import (
     GROUP,
     LABEL_POLICY,
@@ -103,7 +103,7 @@ class _Builder:
     def event(self, type_: EventType, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, bounded(message, 1024)))
 
-    def condition(self, type_: str, status: str, reason: str, message: str) -> bool:
+    def condition(self, type_: PolicyCondition, status: str, reason: PolicyReason, message: str) -> bool:
         """Set a condition; True if its status or reason changed (an Event is due)."""
         now = ts(self.obs.now)
         conds = list(self.status.conditions)
@@ -130,12 +130,17 @@ def decide(obs: PolicyObserved) -> PolicyPlan:
     p = obs.policy
     spec = p.spec
     if spec.suspend:
-        b.condition("RemediationSuppressed", "True", "Suspended", "spec.suspend: no probes, no remediation")
+        b.condition(
+            PolicyCondition.REMEDIATION_SUPPRESSED,
+            "True",
+            PolicyReason.SUSPENDED,
+            "spec.suspend: no probes, no remediation",
+        )
         return b.plan()
     _history(b)
     primary, why = _primary(b)
     if primary is None:
-        b.condition("InSync", "Unknown", why[0], why[1])
+        b.condition(PolicyCondition.IN_SYNC, "Unknown", why[0], why[1])
         b.again(spec.interval_seconds)
         return b.plan()
     replicas = sorted((n for n in obs.pods if n != primary), key=ordinal)
@@ -148,7 +153,12 @@ def decide(obs: PolicyObserved) -> PolicyPlan:
     try:
         got, missing = collect(p.namespace, spec.probe, wanted, obs.probe_outcomes)
     except ValueError as e:  # ProbeConfigError
-        b.condition("InSync", "Unknown", "ProbeInvalid", f"spec.probe ({spec.probe.preset}): {e}")
+        b.condition(
+            PolicyCondition.IN_SYNC,
+            "Unknown",
+            PolicyReason.PROBE_INVALID,
+            f"spec.probe ({spec.probe.preset}): {e}",
+        )
         b.again(spec.interval_seconds)
         return b.plan()
     if got is None:
@@ -158,23 +168,27 @@ def decide(obs: PolicyObserved) -> PolicyPlan:
     return b.plan()
 
 
-def _primary(b: _Builder) -> tuple[str | None, tuple[str, str]]:
+def _primary(b: _Builder) -> tuple[str | None, tuple[PolicyReason, str]]:
+    """The primary's name; or None, and why not."""
     spec, pods = b.obs.policy.spec, b.obs.pods
     if b.obs.target is None:
-        return None, ("TargetNotFound", f"{spec.target.kind} {spec.target.name} not found")
+        return None, (PolicyReason.TARGET_NOT_FOUND, f"{spec.target.kind} {spec.target.name} not found")
     if spec.primary.pod_name:
         if spec.primary.pod_name in pods:
-            return spec.primary.pod_name, ("", "")
-        return None, ("PrimaryNotFound", f"primary pod {spec.primary.pod_name} not found")
+            return spec.primary.pod_name, (PolicyReason.IN_SYNC, "")
+        return None, (PolicyReason.PRIMARY_NOT_FOUND, f"primary pod {spec.primary.pod_name} not found")
     assert spec.primary.selector is not None
     found = [
         n for n, pod in pods.items() if labels_match(spec.primary.selector, meta(pod).get("labels") or {})
     ]
     if len(found) == 1:
-        return found[0], ("", "")
+        return found[0], (PolicyReason.IN_SYNC, "")
     if not found:
-        return None, ("NoPrimary", "spec.primary.selector matches no pod of the target")
-    return None, ("MultiplePrimaries", f"spec.primary.selector matches {', '.join(sorted(found))}")
+        return None, (PolicyReason.NO_PRIMARY, "spec.primary.selector matches no pod of the target")
+    return None, (
+        PolicyReason.MULTIPLE_PRIMARIES,
+        f"spec.primary.selector matches {', '.join(sorted(found))}",
+    )
 
 
 def _recoveries(b: _Builder, replicas: list[str]) -> list[str]:
@@ -293,37 +307,56 @@ def _judge(b: _Builder, primary: str, replicas: list[str], got: dict[str, Readin
     if spec.triggers.periodic:
         b.again(spec.interval_seconds)
     if pr.role == "replica":
-        b.condition("InSync", "Unknown", "PrimaryRoleMismatch", f"{primary} reports it is a replica")
+        b.condition(
+            PolicyCondition.IN_SYNC,
+            "Unknown",
+            PolicyReason.PRIMARY_ROLE_MISMATCH,
+            f"{primary} reports it is a replica",
+        )
         _suppress(
-            b, "PrimaryRoleMismatch", f"{primary}, the primary by spec.primary, reports it is a replica"
+            b,
+            PolicyReason.PRIMARY_ROLE_MISMATCH,
+            f"{primary}, the primary by spec.primary, reports it is a replica",
         )
         return
     if bad:
         found = "; ".join(f"{r}: {j.verdict}: {j.reason}" for r, j in bad.items())
-        b.condition("InSync", "False", "Drifted", found)
-        if b.condition("Drifted", "True", "Drifted", found) or set(bad) != was:
-            b.event(EventType.WARNING, "DriftDetected", found)
+        b.condition(PolicyCondition.IN_SYNC, "False", PolicyReason.DRIFTED, found)
+        if b.condition(PolicyCondition.DRIFTED, "True", PolicyReason.DRIFTED, found) or set(bad) != was:
+            b.event(EventType.WARNING, PolicyEventReason.DRIFT_DETECTED, found)
         _remediate(b, primary, bad)
         return
-    b.condition("Drifted", "False", "NoDrift", "no replica needs a resync")
+    b.condition(PolicyCondition.DRIFTED, "False", PolicyReason.NO_DRIFT, "no replica needs a resync")
     if unknown:
-        b.condition("InSync", "Unknown", "ProbeUnknown", f"the probe could not tell for {', '.join(unknown)}")
+        b.condition(
+            PolicyCondition.IN_SYNC,
+            "Unknown",
+            PolicyReason.PROBE_UNKNOWN,
+            f"the probe could not tell for {', '.join(unknown)}",
+        )
     else:
-        b.condition("InSync", "True", "InSync", f"{len(replicas)} replica(s) in sync with {primary}")
-    b.condition("RemediationSuppressed", "False", "NotNeeded", "no replica needs a resync")
+        b.condition(
+            PolicyCondition.IN_SYNC,
+            "True",
+            PolicyReason.IN_SYNC,
+            f"{len(replicas)} replica(s) in sync with {primary}",
+        )
+    b.condition(
+        PolicyCondition.REMEDIATION_SUPPRESSED, "False", PolicyReason.NOT_NEEDED, "no replica needs a resync"
+    )
 
 
-def _suppress(b: _Builder, reason: str, message: str) -> None:
+def _suppress(b: _Builder, reason: PolicyReason, message: str) -> None:
     b.set(last_decision=bounded(f"not remediated ({reason}): {message}", MAX_MESSAGE))
-    if b.condition("RemediationSuppressed", "True", reason, message):
-        b.event(EventType.NORMAL, "RemediationSuppressed", f"{reason}: {message}")
+    if b.condition(PolicyCondition.REMEDIATION_SUPPRESSED, "True", reason, message):
+        b.event(EventType.NORMAL, PolicyEventReason.REMEDIATION_SUPPRESSED, f"{reason}: {message}")
 
 
 def _remediate(b: _Builder, primary: str, bad: dict[str, Judgement]) -> None:
     p = b.obs.policy
     spec, now = p.spec, b.obs.now
     if spec.mode == "Off":
-        _suppress(b, "ModeOff", "mode Off: drift is reported, never remediated")
+        _suppress(b, PolicyReason.MODE_OFF, "mode Off: drift is reported, never remediated")
         return
     busy = [
         meta(r).get("name")
@@ -333,11 +366,13 @@ def _remediate(b: _Builder, primary: str, bad: dict[str, Judgement]) -> None:
         and not (r.get("spec") or {}).get("dryRun")
     ]
     if busy:
-        _suppress(b, "ResyncInProgress", f"ClusterResync {busy[0]} of {spec.target.name} runs or waits")
+        _suppress(
+            b, PolicyReason.RESYNC_IN_PROGRESS, f"ClusterResync {busy[0]} of {spec.target.name} runs or waits"
+        )
         return
     unhealthy = _primary_unhealthy(b, primary)
     if unhealthy:
-        _suppress(b, "PrimaryUnhealthy", unhealthy)
+        _suppress(b, PolicyReason.PRIMARY_UNHEALTHY, unhealthy)
         return
     last = b.status.last_remediation
     if last is not None:
@@ -345,7 +380,7 @@ def _remediate(b: _Builder, primary: str, bad: dict[str, Judgement]) -> None:
         if now < ends:
             _suppress(
                 b,
-                "CoolingDown",
+                PolicyReason.COOLING_DOWN,
                 f"the last remediation ({last.name}) is under cooldownSeconds until {ts(ends)}",
             )
             b.again((ends - now).total_seconds())
@@ -354,7 +389,7 @@ def _remediate(b: _Builder, primary: str, bad: dict[str, Judgement]) -> None:
     if len(recent) >= spec.max_per_day:
         _suppress(
             b,
-            "DailyLimitReached",
+            PolicyReason.DAILY_LIMIT_REACHED,
             f"{len(recent)} remediation(s) in the last 24 hours; maxPerDay is {spec.max_per_day}",
         )
         return
@@ -362,7 +397,7 @@ def _remediate(b: _Builder, primary: str, bad: dict[str, Judgement]) -> None:
     if diverged and not spec.resync_template.force:
         _suppress(
             b,
-            "DivergedNeedsForce",
+            PolicyReason.DIVERGED_NEEDS_FORCE,
             f"{', '.join(diverged)} Diverged: resyncing would discard writes the primary lacks; set "
             "resyncTemplate.force to let the policy do it, or resync by hand",
         )
@@ -378,14 +413,14 @@ def _remediate(b: _Builder, primary: str, bad: dict[str, Judgement]) -> None:
     )
     manual = spec.mode == "Manual"
     b.condition(
-        "RemediationSuppressed",
+        PolicyCondition.REMEDIATION_SUPPRESSED,
         "False",
-        "AwaitingApproval" if manual else "Remediating",
+        PolicyReason.AWAITING_APPROVAL if manual else PolicyReason.REMEDIATING,
         f"ClusterResync {name}" + (" waits for approval (spec.suspend)" if manual else " runs"),
     )
     b.event(
         EventType.NORMAL,
-        "RemediationStarted",
+        PolicyEventReason.REMEDIATION_STARTED,
         f"created ClusterResync {name} for {', '.join(replicas)}"
         + (", suspended for approval" if manual else ""),
     )

@@ -16,18 +16,12 @@ from typing import Any
 
 import structlog
 
+from .execs import run_exec
 from .kube import ErrorKind, Kube, KubeError, Written
 from .models import LABEL_POLICY_UID, PLURAL, POLICY_PLURAL, ResyncPolicySpec, ResyncPolicyStatus
+from .observe import Reader, target_pods
 from .policy import RESYNC_API, Policy, PolicyObserved, confirmed, decide
-from .reconcile import (
-    NameConflictError,
-    Reader,
-    apply,
-    merge_diff,
-    post_event,
-    run_exec,
-    target_pods,
-)
+from .reconcile import NameConflictError, apply, merge_diff, post_event
 from .state import Create, Exec, HookOutcome, Obj, Ref
 
 log = structlog.get_logger("clusterresync")

@@ -7,21 +7,18 @@ which is idempotent.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import urllib.error
-import urllib.request
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from . import planner
-from .cache import PROVISIONING_FAILED, SNAPSHOT_API, CachedReader
 from .conditions import Reason
+from .execs import run_exec
 from .kube import ErrorKind, Kube, KubeError, Protected, ProtectedObjectError, Written
 from .models import GROUP, LABEL_RESYNC_UID, PLURAL, VERSION, ClusterResyncSpec, ClusterResyncStatus
+from .observe import Reader, observe, observe_live
 from .state import (
     Create,
     Delete,
@@ -33,8 +30,6 @@ from .state import (
     Plan,
     Ref,
     Resync,
-    SecretKey,
-    pv_ref,
 )
 
 log = structlog.get_logger("clusterresync")
@@ -70,159 +65,6 @@ def parse_resync(body: Obj) -> Resync:
 
 def _status_aliases() -> set[str]:
     return {f.alias or n for n, f in ClusterResyncStatus.model_fields.items()}
-
-
-class Reader(Protocol):
-    """Where observations come from: the live API (``Kube``) or the watch caches
-    (``cache.CachedReader``), with the same two methods."""
-
-    def get(self, ref: Ref) -> Obj | None: ...
-
-    def list_objects(
-        self,
-        api_version: str,
-        plural: str,
-        namespace: str = "",
-        label_selector: str = "",
-        field_selector: str = "",
-    ) -> list[Obj]: ...
-
-
-def target_pods(reader: Reader, ns: str, target: Obj | None) -> tuple[dict[str, Obj], dict[str, list[str]]]:
-    """The target's pods by name, and for every claim the pods of the namespace that use it."""
-    pods: dict[str, Obj] = {}
-    claim_users: dict[str, list[str]] = {}
-    tuid = (target.get("metadata") or {}).get("uid") if target is not None else None
-    # Every pod of the namespace: the target's are those it controls; the others tell which
-    # claims are shared (a claim used by another pod is never swapped).
-    for p in reader.list_objects("v1", "pods", ns):
-        pname = p["metadata"]["name"]
-        for v in (p.get("spec") or {}).get("volumes") or []:
-            if v.get("persistentVolumeClaim"):
-                claim_users.setdefault(str(v["persistentVolumeClaim"].get("claimName")), []).append(pname)
-        owners = (p.get("metadata") or {}).get("ownerReferences") or []
-        if tuid and any(o.get("uid") == tuid and o.get("controller") for o in owners):
-            pods[pname] = p
-    return pods, claim_users
-
-
-def target_ref(resync: Resync) -> Ref:
-    return Ref("apps/v1", "StatefulSet", "statefulsets", resync.spec.target.name, resync.namespace)
-
-
-def referenced_volumes(
-    resync: Resync, claims: dict[str, Obj], replicas: Iterable[str] | None = None
-) -> set[str]:
-    """The PersistentVolumes a resync depends on by name: the primary's, the old and restored
-    ones its status records (of ``replicas`` only, if given), and those its own claims and the
-    target's claims it records are bound to."""
-    status = resync.status
-    names: set[str] = set(v for v in status.primary.volumes.values() if v) if status.primary else set()
-    claim_names: set[str] = set(status.primary.claims.values()) if status.primary else set()
-    for r in status.replicas:
-        if replicas is None or r.name in replicas:
-            for v in r.volumes:
-                names.update(x for x in (v.old_pv, v.new_pv) if x)
-                claim_names.update(x for x in (v.claim, v.staging_claim) if x)
-    for name, c in claims.items():
-        ours = ((c.get("metadata") or {}).get("labels") or {}).get(LABEL_RESYNC_UID) == resync.uid
-        vol = (c.get("spec") or {}).get("volumeName")
-        if vol and (name in claim_names or (ours and replicas is None)):
-            names.add(str(vol))
-    return names
-
-
-def observe(reader: Reader, resync: Resync, now: dt.datetime | None = None) -> Observed:
-    """What the planner sees. From watch caches (``reader`` a ``CachedReader``), an object that a
-    cache lacks but another object or the status names is read live: caches of different
-    resources are not in step (a claim is seen bound before its new volume is seen), and absence
-    is never concluded from a lag."""
-    ns = resync.namespace
-    live = reader.live if isinstance(reader, CachedReader) else None
-    target = reader.get(target_ref(resync))
-    if target is None and live is not None:
-        target = live.get(target_ref(resync))
-    pods, claim_users = target_pods(reader, ns, target)
-    claims = {c["metadata"]["name"]: c for c in reader.list_objects("v1", "persistentvolumeclaims", ns)}
-    pvs = {p["metadata"]["name"]: p for p in reader.list_objects("v1", "persistentvolumes")}
-    if live is not None:
-        for name in sorted(referenced_volumes(resync, claims) - pvs.keys()):
-            pv = live.get(pv_ref(name))
-            if pv is not None:
-                pvs[name] = pv
-    label = f"{LABEL_RESYNC_UID}={resync.uid}"
-    # The snapshot API is optional (method: Clone does without it): its absence is observed,
-    # and refused by preflight only where a snapshot is needed.
-    snapshot_api = True
-    try:
-        snapshots = {
-            s["metadata"]["name"]: s
-            for s in reader.list_objects(
-                "snapshot.storage.k8s.io/v1", "volumesnapshots", ns, label_selector=label
-            )
-        }
-        snapshot_classes = reader.list_objects("snapshot.storage.k8s.io/v1", "volumesnapshotclasses")
-    except KubeError as e:
-        if e.kind != ErrorKind.MISSING_API:
-            raise
-        snapshot_api, snapshots, snapshot_classes = False, {}, []
-    jobs = {
-        j["metadata"]["name"]: j for j in reader.list_objects("batch/v1", "jobs", ns, label_selector=label)
-    }
-    staging = {
-        c
-        for c, o in claims.items()
-        if ((o.get("metadata") or {}).get("labels") or {}).get(LABEL_RESYNC_UID) == resync.uid
-    }
-    warnings: dict[str, str] = {}
-    if staging:
-        events = reader.list_objects(
-            "v1",
-            "events",
-            ns,
-            field_selector=PROVISIONING_FAILED,
-        )
-        events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-        for ev in events:
-            name = str((ev.get("involvedObject") or {}).get("name", ""))
-            if name in staging and (ev.get("involvedObject") or {}).get("uid") == claims[name][
-                "metadata"
-            ].get("uid"):
-                warnings[name] = str(ev.get("message", ""))
-    return Observed(
-        now=now or dt.datetime.now(dt.UTC),
-        resync=resync,
-        target=target,
-        pods=pods,
-        claims=claims,
-        pvs=pvs,
-        snapshots=snapshots,
-        snapshot_classes=snapshot_classes,
-        snapshot_api=snapshot_api,
-        storage_classes={
-            s["metadata"]["name"]: s for s in reader.list_objects("storage.k8s.io/v1", "storageclasses")
-        },
-        csi_drivers={d["metadata"]["name"] for d in reader.list_objects("storage.k8s.io/v1", "csidrivers")},
-        nodes={n["metadata"]["name"]: n for n in reader.list_objects("v1", "nodes")},
-        jobs=jobs,
-        other_resyncs=[
-            r
-            for r in reader.list_objects(RESYNC_API, PLURAL, ns)
-            if (r.get("metadata") or {}).get("uid") != resync.uid
-        ],
-        claim_warnings=warnings,
-        claim_users=claim_users,
-        namespace_terminating=_namespace_terminating(reader, ns) if resync.deleting else False,
-    )
-
-
-def _namespace_terminating(kube: Reader, ns: str) -> bool:
-    try:
-        obj = kube.get(Ref("v1", "Namespace", "namespaces", ns))
-    except KubeError as e:
-        log.warning("cannot tell whether the namespace is being deleted", namespace=ns, error=str(e))
-        return False
-    return obj is None or bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
 @dataclass
@@ -311,46 +153,6 @@ def decisions(before: ClusterResyncStatus, after: ClusterResyncStatus) -> list[s
     if after.phase == "Failed" and before.phase != "Failed":
         return [r.name for r in after.replicas]
     return names or None
-
-
-def observe_live(kube: Reader, obs: Observed, names: list[str]) -> Observed:
-    """``obs`` with what decides the fate of replicas ``names`` read live: the target, the
-    namespace's pods (the primary among them, and who uses each claim) and claims, this resync's
-    snapshots and Jobs, and the volumes of the primary and of those replicas (current, old and
-    restored). Namespaced lists and GETs: never a cluster-wide list."""
-    resync = obs.resync
-    ns = resync.namespace
-    target = kube.get(target_ref(resync))
-    pods, claim_users = target_pods(kube, ns, target)
-    claims = {c["metadata"]["name"]: c for c in kube.list_objects("v1", "persistentvolumeclaims", ns)}
-    label = f"{LABEL_RESYNC_UID}={resync.uid}"
-    jobs = {j["metadata"]["name"]: j for j in kube.list_objects("batch/v1", "jobs", ns, label_selector=label)}
-    snapshots = obs.snapshots
-    if obs.snapshot_api:
-        snapshots = {
-            x["metadata"]["name"]: x
-            for x in kube.list_objects(SNAPSHOT_API, "volumesnapshots", ns, label_selector=label)
-        }
-    pvs = dict(obs.pvs)
-    # Those of the replicas decided on, and any other the live claims name that the cache lacks.
-    wanted = referenced_volumes(resync, claims, names) | (referenced_volumes(resync, claims) - pvs.keys())
-    for name in sorted(wanted):
-        pv = kube.get(pv_ref(name))
-        if pv is None:
-            pvs.pop(name, None)
-        else:
-            pvs[name] = pv
-    return replace(
-        obs,
-        now=dt.datetime.now(dt.UTC),
-        target=target,
-        pods=pods,
-        claim_users=claim_users,
-        claims=claims,
-        pvs=pvs,
-        jobs=jobs,
-        snapshots=snapshots,
-    )
 
 
 def reconcile(kube: Kube, body: Obj, reader: Reader | None = None) -> Outcome:
@@ -482,84 +284,6 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
             return Outcome(replace(result, requeue_after=TRANSIENT_RETRY_SECONDS), result.status)
         logger.info("deleted: ttlSecondsAfterFinished is up")
     return Outcome(result, result.status)
-
-
-def run_exec(kube: Kube, pods: dict[str, Obj], a: Exec) -> HookOutcome:
-    """An Exec action's outcome: its command in the pod (with a Secret on stdin, masked in what
-    comes back), or its HTTP GET on the pod. Never raises for the command's own failure."""
-    if a.http_get is not None:
-        return http_get(pods.get(a.pod), a.http_get, a.timeout_seconds)
-    stdin, refused = secret_value(kube, a.namespace, a.stdin_secret)
-    if refused is not None:
-        return refused
-    return scrubbed(
-        kube.exec(a.namespace, a.pod, a.container, list(a.command), a.timeout_seconds, stdin), stdin
-    )
-
-
-def http_get(pod: Obj | None, target: tuple[str, int, str], timeout: int) -> HookOutcome:
-    """GET ``scheme://<pod IP>:port/path`` (the HTTP probe): the body as stdout, the status as the
-    exit code; no answer is an outcome without one. Redirects are not followed."""
-    scheme, port, path = target
-    ip = str(((pod or {}).get("status") or {}).get("podIP") or "")
-    if not ip:
-        return HookOutcome(False, None, "", error="the pod has no IP yet")
-    host = f"[{ip}]" if ":" in ip else ip
-    url = f"{scheme}://{host}:{port}{path}"
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(url, timeout=timeout) as resp:
-            body = resp.read(64 * 1024 + 1).decode(errors="replace")
-            return HookOutcome(True, int(resp.status), body, stdout=body)
-    except urllib.error.HTTPError as e:
-        body = e.read(4096).decode(errors="replace")
-        return HookOutcome(False, int(e.code), body, stdout=body)
-    except (OSError, ValueError) as e:
-        return HookOutcome(False, None, "", error=f"GET {scheme}://<pod IP>:{port}{path}: {e}")
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def scrubbed(outcome: HookOutcome, secret: str | None) -> HookOutcome:
-    """The outcome with every occurrence of ``secret`` masked: what a command echoed of the
-    password it was given never reaches the planner, the status or a log."""
-    if not secret:
-        return outcome
-    return replace(
-        outcome,
-        output=outcome.output.replace(secret, "***"),
-        stdout=outcome.stdout.replace(secret, "***"),
-        stderr=outcome.stderr.replace(secret, "***"),
-        error=outcome.error.replace(secret, "***"),
-    )
-
-
-def secret_value(kube: Kube, namespace: str, ref: SecretKey | None) -> tuple[str | None, HookOutcome | None]:
-    """The value of a Secret's key, for an exec's standard input; or the failed outcome saying why
-    it cannot be had (named, never the value). Read live, never cached, never logged."""
-    if ref is None:
-        return None, None
-    what = f"Secret {namespace}/{ref.name}"
-    try:
-        secret = kube.get(Ref("v1", "Secret", "secrets", ref.name, namespace))
-    except KubeError as e:
-        why = (
-            f"the operator may not read {what} (RBAC): grant it get on that Secret (docs/probes.md#credentials)"
-            if e.kind == ErrorKind.FORBIDDEN
-            else f"could not read {what}: {e.message}"
-        )
-        return None, HookOutcome(False, None, "", error=why)
-    raw = ((secret or {}).get("data") or {}).get(ref.key)
-    if secret is None or raw is None:
-        missing = f"{what} not found" if secret is None else f"{what} has no key {ref.key}"
-        return None, HookOutcome(False, None, "", error=missing)
-    try:
-        return base64.b64decode(raw).decode(), None
-    except (ValueError, UnicodeDecodeError):
-        return None, HookOutcome(False, None, "", error=f"{what} key {ref.key} is not UTF-8 text")
 
 
 class NameConflictError(Exception):

@@ -228,8 +228,10 @@ def test_huge_grace_periods_wrap_like_go_durations(kubesim: KubeSim) -> None:
     assert out["message"] == (
         "json: cannot unmarshal number 1e+30 into Go struct field DeleteOptions.gracePeriodSeconds of type int64"
     )
+    # Cleanup: the container (no process) stopped on the first DELETE's SIGTERM, so the kubelet
+    # may have removed the pod already (a race with this request under load).
     code, _, _ = kubesim.request("DELETE", f"{PODS}/graceful", query={"gracePeriodSeconds": "0"})
-    assert code == 200
+    assert code in (200, 404)
     testing.wait_for(lambda: kubesim.request("GET", f"{PODS}/graceful")[0] == 404, 15, "the pod to go")
 
 

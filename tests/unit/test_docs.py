@@ -77,3 +77,11 @@ def test_links_into_troubleshooting_from_docs_and_code_resolve() -> None:
         }
     )
     assert broken == [], f"links to missing anchors of docs/troubleshooting.md: {broken}"
+
+
+def test_every_policy_reason_and_event_is_explained_in_the_policy_guide() -> None:
+    from clusterresync.conditions import PolicyCondition, PolicyEventReason, PolicyReason
+
+    text = (DOCS / "policies.md").read_text(encoding="utf-8")
+    missing = [str(r) for r in [*PolicyReason, *PolicyCondition, *PolicyEventReason] if f"`{r}`" not in text]
+    assert not missing, f"docs/policies.md does not name: {missing}"

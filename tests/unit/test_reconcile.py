@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from clusterresync import planner
 from clusterresync.cache import CachedReader
 from clusterresync.models import ClusterResyncStatus, PrimaryStatus, ReplicaStatus
+from clusterresync.observe import observe
 from clusterresync.reconcile import (
     decisions,
     merge_diff,
-    observe,
     parse_resync,
     protected_of,
     reconcile,

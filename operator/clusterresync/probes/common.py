@@ -210,6 +210,26 @@ def lag_verdict(
     )
 
 
+def by_distance(
+    replica: Reading,
+    diff: int,
+    *,
+    ahead: str,
+    equal: str,
+    behind: str,
+    thresholds: Thresholds,
+    lag_seconds: float | None,
+) -> Judgement:
+    """The verdict of a replica on the primary's history whose position is ``diff`` bytes behind
+    the primary's (negative: ahead). Ahead is Diverged (``ahead`` completes "<pod> ..."), equal is
+    InSync, behind is for the thresholds (``lag_verdict``)."""
+    if diff < 0:
+        return Judgement(replica.pod, Verdict.Diverged, f"{replica.pod} {ahead}", diff)
+    if diff == 0:
+        return in_sync(replica, equal, 0)
+    return lag_verdict(replica, behind, thresholds, diff, lag_seconds)
+
+
 def in_sync(replica: Reading, what: str, lag_bytes: int | None = None) -> Judgement:
     """InSync: `what` completes "<pod> ..." (lag in seconds is 0 when the engine measures it)."""
     link = ", but its replication link is down" if replica.link == "down" else ""

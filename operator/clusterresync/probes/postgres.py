@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .common import clean, failed, in_sync, lag_verdict, opt_int, opt_str, unreadable, with_password
+from .common import by_distance, clean, failed, opt_int, opt_str, unreadable, with_password
 from .model import Judgement, Options, Preset, Reading, Thresholds, Verdict
 
 FIELDS = (
@@ -178,22 +178,16 @@ def judge(primary: Reading, replica: Reading, thresholds: Thresholds) -> Judgeme
             f"{pod} is on timeline {replica.history}, the primary on timeline {primary.history}: it followed another history",
         )
     diff = lsn(primary.position) - lsn(replica.position)
-    if diff < 0:
-        return Judgement(
-            pod,
-            Verdict.Diverged,
-            f"{pod} has replayed up to {replica.position}, beyond the primary's {primary.position}: it has WAL the primary never wrote",
-            diff,
-        )
-    if diff == 0:
-        return in_sync(replica, f"has replayed up to the primary's current LSN {primary.position}", 0)
     paused = ", replay is paused" if replica.details.get("replayPaused") == "true" else ""
-    return lag_verdict(
+    return by_distance(
         replica,
-        f"{diff} bytes of WAL behind the primary ({replica.position} vs {primary.position}{paused})",
-        thresholds,
         diff,
-        replica.lag_seconds,
+        ahead=f"has replayed up to {replica.position}, beyond the primary's {primary.position}: "
+        "it has WAL the primary never wrote",
+        equal=f"has replayed up to the primary's current LSN {primary.position}",
+        behind=f"{diff} bytes of WAL behind the primary ({replica.position} vs {primary.position}{paused})",
+        thresholds=thresholds,
+        lag_seconds=replica.lag_seconds,
     )
 
 

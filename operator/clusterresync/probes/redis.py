@@ -28,11 +28,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .common import (
+    by_distance,
     clean,
     failed,
     first_line,
-    in_sync,
-    lag_verdict,
     opt_int,
     opt_str,
     unreadable,
@@ -151,22 +150,16 @@ def judge(primary: Reading, replica: Reading, thresholds: Thresholds) -> Judgeme
             f"{pod} is on replication id {replica.history}, the primary on {primary.history}: it follows another history",
         )
     diff = primary_offset - offset
-    if diff < 0:
-        return Judgement(
-            pod,
-            Verdict.Diverged,
-            f"{pod} is at offset {offset}, ahead of the primary's {primary_offset}: it has writes the primary does not",
-            diff,
-        )
-    if diff == 0:
-        return in_sync(replica, f"is at the primary's replication offset {primary_offset}", 0)
     syncing = ", reconnecting" if replica.details.get("syncInProgress") == "true" else ""
-    return lag_verdict(
+    return by_distance(
         replica,
-        f"{diff} bytes of the replication stream behind the primary (offset {offset} vs {primary_offset}{syncing})",
-        thresholds,
         diff,
-        None,
+        ahead=f"is at offset {offset}, ahead of the primary's {primary_offset}: it has writes the primary does not",
+        equal=f"is at the primary's replication offset {primary_offset}",
+        behind=f"{diff} bytes of the replication stream behind the primary (offset {offset} vs "
+        f"{primary_offset}{syncing})",
+        thresholds=thresholds,
+        lag_seconds=None,
     )
 
 
