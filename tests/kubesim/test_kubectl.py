@@ -179,6 +179,27 @@ def test_patch_label_describe_delete(kubesim: KubeSim) -> None:
     assert kubesim.kubectl("get", "configmap", "cfg", check=False).returncode != 0
 
 
+def test_secret_string_data_is_merged_into_data_and_never_stored(kubesim: KubeSim) -> None:
+    """stringData is write-only (Convert_v1_Secret_To_core_Secret): its keys overwrite data's on
+    create and on patch, and a read never returns it."""
+    kubesim.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: sd}\n"
+            "data: {a: b2xk, keep: a2VlcA==}\nstringData: {a: new, b: plain}\n"
+        ),
+    )
+    got = json.loads(kubesim.kubectl("get", "secret", "sd", "-o", "json").stdout)
+    assert "stringData" not in got
+    assert got["data"] == {"a": "bmV3", "b": "cGxhaW4=", "keep": "a2VlcA=="}
+    kubesim.kubectl("patch", "secret", "sd", "--type=merge", "-p", '{"stringData":{"keep":"k2"}}')
+    got = json.loads(kubesim.kubectl("get", "secret", "sd", "-o", "json").stdout)
+    assert "stringData" not in got and got["data"]["keep"] == "azI="
+    kubesim.kubectl("delete", "secret", "sd")
+
+
 def test_get_watch_streams_changes(kubesim: KubeSim) -> None:
     env_proc = subprocess.Popen(
         [*_kubectl_cmd(kubesim), "get", "configmaps", "-w", "--request-timeout=0", "-o", "name"],

@@ -776,7 +776,6 @@ class Kubelet(Controller):
                 f'MountVolume.SetUp failed for volume "{vol}" : secret "{src.get("secretName", src.get("name", ""))}" not found'
             )
         data = runtime.decode_secret(sec.get("data"))
-        data.update({k: str(v).encode() for k, v in (sec.get("stringData") or {}).items()})
         return _project_items(data, src, vol, "secret", sec, int(src.get("defaultMode", 0o644)))
 
     def _downward_files(

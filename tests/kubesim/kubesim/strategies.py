@@ -133,6 +133,17 @@ def default(rt: ResourceType, obj: JSON) -> None:
             p.setdefault("targetPort", p.get("port"))
     elif key == ("", "Secret"):
         obj.setdefault("type", "Opaque")
+        # pkg/apis/core/v1/conversion.go: Convert_v1_Secret_To_core_Secret. stringData is
+        # write-only: its keys overwrite data's, base64-encoded, and it is never stored or returned
+        # (the internal Secret has no StringData), on create, update and patch alike.
+        string_data = obj.pop("stringData", None)
+        if isinstance(string_data, dict) and string_data:
+            import base64
+
+            data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+            for k, v in string_data.items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+            obj["data"] = data
     elif key == ("storage.k8s.io", "StorageClass"):
         obj.setdefault("reclaimPolicy", "Delete")
         obj.setdefault("volumeBindingMode", "Immediate")
