@@ -220,9 +220,21 @@ def _recoveries(b: _Builder, replicas: list[str]) -> list[str]:
                     else spec.triggers.recovery_grace_seconds
                 )
         out.append(PodSeen(pod=name, uid=uid(pod), restart_count=restart_count(pod), probe_after=after))
+    # A replica whose pod is gone for the moment (deleted, evicted, not yet recreated by the
+    # StatefulSet controller) keeps what was seen of it: its next pod has another uid, which is a
+    # recreation. Forgetting it would make the new pod look like one never seen, and no recovery.
+    # Replicas the target no longer has (scaled down) are forgotten.
+    out.extend(s for n, s in seen.items() if n not in b.obs.pods and _still_wanted(b.obs.target, n))
     # The due ones keep their marker until their probe has run (cleared in _judge).
-    b.set(seen=out)
+    b.set(seen=sorted(out, key=lambda s: ordinal(s.pod)))
     return due
+
+
+def _still_wanted(target: Obj | None, name: str) -> bool:
+    """Whether the StatefulSet still has a pod ``name`` (its ordinals: start .. start+replicas-1)."""
+    spec = (target or {}).get("spec") or {}
+    start = int((spec.get("ordinals") or {}).get("start") or 0)
+    return start <= ordinal(name) < start + int(spec.get("replicas", 1))
 
 
 def _ready_since(pod: Obj) -> dt.datetime | None:

@@ -228,6 +228,38 @@ def test_a_recovered_replica_is_probed_after_its_grace() -> None:
     assert all(x.probe_after is None for x in plan.status.seen)
 
 
+def test_a_replica_whose_pod_is_gone_for_a_pass_is_a_recreation_when_it_comes_back() -> None:
+    """A pass may run between the deletion of a pod and its recreation by the StatefulSet
+    controller: the replica is still remembered, and the new pod is a recovery."""
+    w = World()
+    s = spec(triggers={"periodic": False, "recoveryGraceSeconds": 60})
+    plan, _ = step(w, s, ResyncPolicyStatus(), later(10))
+    gone = w.pods.pop("db-2")
+    plan, execs = step(w, s, plan.status, later(11))
+    assert execs == [] and [x.pod for x in plan.status.seen] == ["db-0", "db-2"]
+    w.pods["db-2"] = gone
+    gone["metadata"]["uid"] = "recreated"
+    gone["status"]["conditions"][0]["lastTransitionTime"] = ts(later(12))
+    plan, execs = step(w, s, plan.status, later(13.5))
+    assert execs == [] and plan.requeue_after is not None, "within its grace"
+    plan, execs = step(w, s, plan.status, later(14.6), diverged("db-2"))
+    assert execs and condition(plan, "Drifted")[0] == "True"
+
+
+def test_a_replica_the_target_no_longer_has_is_forgotten() -> None:
+    w = World()
+    s = spec(triggers={"periodic": False})
+    plan, _ = step(w, s, ResyncPolicyStatus(), later(10))
+    w.pods.pop("db-2")
+    sts = w.observed(resync_spec()).target
+    assert sts is not None
+    sts["spec"]["replicas"] = 2
+    target = sts
+    policy = Policy("pol", "db-ns", UID, 1, s, plan.status)
+    plan = decide(PolicyObserved(later(11), policy, target, dict(w.pods), [], {}))
+    assert [x.pod for x in plan.status.seen] == ["db-0"]
+
+
 def test_history_limits_delete_only_this_policys_oldest_finished_resyncs() -> None:
     def rs(name: str, phase: str, day: int, uid: str = UID) -> dict[str, Any]:
         return {
