@@ -25,7 +25,7 @@ import yaml
 from kubesim.testing import KubeSim
 
 from .conftest import Operator, apply, wait_for
-from .engines import PG_BIN, PG_PROBE, PG_RESTORE_HOOK, pg_objects, sql
+from .engines import PG_BIN, PG_PASSWORDS, PG_PROBE, PG_RESTORE_HOOK, pg_objects, sql
 from .test_engine_postgres import caught_up, streaming
 from .test_resync import get, wait_done
 
@@ -157,6 +157,17 @@ def assert_streams_with_the_primarys_rows(cluster: KubeSim, ns: str, replica: st
     assert sql(cluster, ns, replica, "SELECT to_regclass('errant') IS NULL") == "t"
 
 
+def assert_no_password_anywhere(cluster: KubeSim, operator: Operator, ns: str) -> None:
+    """The probe logged in with the monitor password from the container's environment: no
+    password is in the operator's log, a status or an Event."""
+    seen = operator.output() + "".join(
+        cluster.kubectl("get", kind, "-n", ns, "-o", "yaml").stdout
+        for kind in ("rspolicy", "crsync", "events")
+    )
+    for which, password in PG_PASSWORDS.items():
+        assert password not in seen, f"the {which} password leaked"
+
+
 def test_auto_remediates_a_replica_that_recovers_diverged_once_and_cools_down(
     cluster: KubeSim, operator: Operator, pg: str
 ) -> None:
@@ -186,6 +197,7 @@ def test_auto_remediates_a_replica_that_recovers_diverged_once_and_cools_down(
     # The swap recreated pg-2's pod: a recovery too, probed and found in sync, not remediated.
     wait_for(lambda: in_sync(cluster, ns), 90, "the policy reporting 2/2 in sync again")
     assert [r["metadata"]["name"] for r in resyncs(cluster, ns)] == [name]
+    assert_no_password_anywhere(cluster, operator, ns)
 
     # pg-1 comes back from a split brain within the cooldown: reported, not remediated.
     split_brain(cluster, ns, "pg-1")
@@ -205,6 +217,7 @@ def test_auto_remediates_a_replica_that_recovers_diverged_once_and_cools_down(
     # The primary was never restarted, and the policy never probed it as anything but primary.
     assert sql(cluster, ns, "pg-0", "SELECT pg_postmaster_start_time()") == primary_started
     assert sql(cluster, ns, "pg-0", "SELECT pg_is_in_recovery()") == "f"
+    assert_no_password_anywhere(cluster, operator, ns)
 
 
 def test_manual_waits_for_approval_with_kubectl_then_remediates(
@@ -245,3 +258,4 @@ def test_manual_waits_for_approval_with_kubectl_then_remediates(
     assert sql(cluster, ns, "pg-1", "SELECT count(*) FROM t") == "150"
     wait_for(lambda: in_sync(cluster, ns), 90, "the policy reporting 2/2 in sync again")
     assert [r["metadata"]["name"] for r in resyncs(cluster, ns)] == [name]
+    assert_no_password_anywhere(cluster, operator, ns)
