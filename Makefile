@@ -59,8 +59,12 @@ deploy: venv ## Install the CRD, RBAC and the operator's Deployment into the cur
 	$(BIN)/kubectl apply -k manifests/
 
 .PHONY: demo
-demo: venv ## A ClusterResync end to end on kubesim; exits 0 only if the replicas equal the primary.
+demo: venv ## PostgreSQL on kubesim: a diverged replica, reported, resynced; exits 0 only if its rows equal the primary's.
 	$(BIN)/python hack/demo.py
+
+.PHONY: demo-files
+demo-files: venv ## The same story on files (pods without processes; needs no database, nor root).
+	$(BIN)/python hack/demo_files.py
 
 .PHONY: bench
 bench: venv ## Figures on kubesim: downtime, totals, reaction, API requests, memory, latency (bench/README.md).

@@ -121,7 +121,9 @@ class _Builder:
         return old is None or (old.status, old.reason) != (status, reason)
 
     def plan(self) -> PolicyPlan:
-        return PolicyPlan(self.status, self.actions, self.events, self.requeue)
+        # Every pass decides with the current spec: the status describes this generation.
+        status = self.status.model_copy(update={"observed_generation": self.obs.policy.generation})
+        return PolicyPlan(status, self.actions, self.events, self.requeue)
 
 
 def decide(obs: PolicyObserved) -> PolicyPlan:
@@ -145,7 +147,10 @@ def decide(obs: PolicyObserved) -> PolicyPlan:
         return b.plan()
     replicas = sorted((n for n in obs.pods if n != primary), key=ordinal)
     recovered = _recoveries(b, replicas)
-    due = _periodic_due(b) or bool(recovered)
+    # A changed spec (a probe, thresholds, a mode, an end of suspension) is acted on at once: every
+    # pod is probed again and judged by it, instead of at the next interval.
+    spec_changed = p.status.observed_generation not in (None, p.generation)
+    due = _periodic_due(b) or bool(recovered) or spec_changed
     if not due:
         return b.plan()
     # Replicas first, the primary last (a replica read before the primary is never ahead).

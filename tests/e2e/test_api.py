@@ -3,6 +3,7 @@ ClusterResync is refused with the rule's message (kubesim: structural schema, CE
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,3 +117,26 @@ def test_suspend_is_the_one_change_and_only_an_approval(cluster: KubeSim, ns: st
     assert rc == 0, out
     rc, out = apply(cluster, ns, {**held, "spec": {**held["spec"], "suspend": True}})
     assert rc != 0 and "spec is immutable" in out, out
+
+
+def test_a_bare_off_mode_is_refused_with_the_message_the_docs_quote(cluster: KubeSim, ns: str) -> None:
+    """kubectl reads YAML 1.1: `mode: Off` is the boolean false. docs/policies.md quotes the
+    API server's refusal and says to write "Off"."""
+    manifest = """apiVersion: clusterresync.io/v1alpha1
+kind: ResyncPolicy
+metadata: {name: pol}
+spec:
+  target: {name: db}
+  primary: {podName: db-1}
+  volumes: [data]
+  probe: {preset: Command, command: [probe]}
+  mode: %s
+"""
+    out = cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest % "Off", check=False)
+    quoted = 'spec.mode: Invalid value: "boolean": spec.mode in body must be of type string'
+    assert out.returncode != 0 and quoted in out.stderr, out.stderr
+    assert quoted in (Path(__file__).resolve().parents[2] / "docs" / "policies.md").read_text().replace(
+        "\n", " "
+    )
+    out = cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest % '"Off"', check=False)
+    assert out.returncode == 0, out.stderr

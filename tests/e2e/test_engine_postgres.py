@@ -22,7 +22,7 @@ import yaml
 from kubesim.testing import KubeSim
 
 from .conftest import Operator, apply, wait_for
-from .engines import PG_BIN, PG_PROBE, PG_RESTORE_HOOK, PgWriter, pg_objects, pod_ip, sql
+from .engines import PG_BIN, PG_PROBE, PG_RESTORE_HOOK, PG_SCRIPT, PgWriter, pg_objects, pod_ip, sql
 from .test_resync import get
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "engines" / "postgres.md"
@@ -84,6 +84,7 @@ def test_the_guide_shows_the_probe_and_restore_hook_this_test_uses() -> None:
     specs = [b["spec"] for b in blocks if isinstance(b, dict) and isinstance(b.get("spec"), dict)]
     assert {"probe": PG_PROBE} in specs
     assert {"hooks": {"restore": PG_RESTORE_HOOK}} in specs
+    assert re.findall(r"```sh\n(set -eu\n.*?)```", GUIDE.read_text(), re.S)[0] == PG_SCRIPT
 
 
 @pytest.mark.e2e

@@ -212,6 +212,19 @@ def test_not_due_means_no_probe_until_the_interval_is_over() -> None:
     assert plan.requeue_after is not None and 29 <= plan.requeue_after <= 31
 
 
+def test_a_changed_spec_is_acted_on_at_once_and_recorded_as_observed() -> None:
+    w = World()
+    s = spec()
+    status = ResyncPolicyStatus(last_probe_time=ts(later(10)), observed_generation=1)
+    plan, execs = step(w, s, status, later(10.5))
+    assert execs == [] and plan.status.observed_generation == 1, "same generation: not due yet"
+    target = w.observed(resync_spec()).target
+    changed = Policy("pol", "db-ns", UID, 2, s, status)  # e.g. kubectl edit of the thresholds
+    plan = decide(PolicyObserved(later(10.5), changed, target, dict(w.pods), [], {}))
+    assert [a for a in plan.actions if isinstance(a, Exec)], "probed again at once"
+    assert plan.status.observed_generation == 2
+
+
 def test_a_recovered_replica_is_probed_after_its_grace() -> None:
     w = World()
     s = spec(triggers={"periodic": False, "recoveryGraceSeconds": 60})

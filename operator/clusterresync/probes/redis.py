@@ -144,6 +144,19 @@ def judge(primary: Reading, replica: Reading, thresholds: Thresholds) -> Judgeme
                 Verdict.Diverged,
                 f"{pod} went on along the previous history to offset {offset}, past offset {limit - 1} where {primary.pod} was promoted: it has writes the primary does not",
             )
+        if replica.link != "up":
+            # A replica that has not yet had its first full synchronization reports a replication
+            # id of its own (Redis 7 gives every server a random one at start), not zeros: the
+            # primary's id reaches it only with +FULLRESYNC (replication.c, syncWithMaster and
+            # readSyncBulkPayload), and its dataset is then replaced by the primary's.
+            return Judgement(
+                pod,
+                Verdict.Lagging,
+                f"{pod} is a replica waiting for a full synchronization (its link is down, its replication id "
+                f"{replica.history} is not the primary's {primary.history}): Redis will replace its data with "
+                "the primary's when it connects",
+                primary_offset,
+            )
         return Judgement(
             pod,
             Verdict.Diverged,

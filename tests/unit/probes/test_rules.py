@@ -49,6 +49,10 @@ def test_redis_rules_without_fixtures() -> None:
     assert "follows another history" in j.reason
     fresh = Reading("r-1", role="replica", position="0", history="0" * 40, link="down")
     assert "initial full synchronization" in judge(primary, fresh, Thresholds()).reason
+    # Redis 7: a replica started empty reports a random id of its own until its first full sync.
+    waiting = Reading("r-1", role="replica", position="0", history="c" * 40, link="down")
+    j = judge(primary, waiting, Thresholds())
+    assert j.verdict is Verdict.Lagging and "waiting for a full synchronization" in j.reason
 
 
 def test_mongodb_unhealthy_members_are_unknown() -> None:
