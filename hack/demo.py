@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import demolib  # hack/demolib.py: the script's own directory is on sys.path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,25 +254,13 @@ class Demo:
         say("1. Starting kubesim, the simulated Kubernetes cluster this project is tested on")
         note("(an API server and controllers of our own; the real kubectl and the real operator talk to it;")
         note(" pods annotated kubesim.io/process run their commands as host processes: a real PostgreSQL)")
-        log = (self.work / "kubesim.log").open("wb")
-        cmd = [
-            str(BIN / "kubesim"),
-            "serve",
-            "--kubeconfig",
-            str(self.admin),
-            "--data-dir",
-            str(self.work / "data"),
-        ]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        try:
+            p, line = demolib.start_kubesim(self.work, self.admin)
+        except RuntimeError as e:
+            raise DemoFailed(str(e)) from None
         self.procs.append(p)
         self.kubesim = p
-        assert p.stdout is not None
-        line = p.stdout.readline().decode()
-        if "kubesim ready" not in line:
-            raise DemoFailed(
-                f"kubesim did not start: {line}{(self.work / 'kubesim.log').read_text()[-2000:]}"
-            )
-        print(line.strip())
+        print(line)
 
     def start_operator(self) -> None:
         say(
@@ -280,35 +269,7 @@ class Demo:
         self.kubectl("apply", "-k", str(ROOT / "manifests"))
         note("The operator runs here as a local process, with the token of its ServiceAccount")
         note("clusterresync-system/clusterresync-operator: the RBAC just applied is what authorizes it.")
-        subprocess.run(
-            [
-                str(BIN / "kubesim"),
-                "kubeconfig",
-                "--server-kubeconfig",
-                str(self.admin),
-                "--serviceaccount",
-                "clusterresync-system/clusterresync-operator",
-                "--out",
-                str(self.sa),
-            ],
-            check=True,
-        )
-        log = (self.work / "operator.log").open("wb")
-        env = dict(
-            os.environ,
-            KUBECONFIG=str(self.sa),
-            CLUSTERRESYNC_LOG_FORMAT="json",
-            POD_NAMESPACE="clusterresync-system",
-        )
-        self.procs.append(
-            subprocess.Popen(
-                [str(BIN / "clusterresync-operator"), "--all-namespaces"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
+        self.procs.append(demolib.start_operator(self.work, self.admin, self.sa))
         note(f"operator log: {self.work / 'operator.log'}")
 
     def stop(self) -> None:
@@ -329,14 +290,7 @@ class Demo:
                 print("  every PostgreSQL server has shut down", flush=True)
             except (DemoFailed, subprocess.TimeoutExpired) as e:
                 print(f"  (could not stop PostgreSQL gracefully: {e})")
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
+        demolib.stop(self.procs)
 
     # --- PostgreSQL -----------------------------------------------------------------------------
 

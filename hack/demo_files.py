@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import demolib  # hack/demolib.py: the script's own directory is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -64,63 +65,20 @@ class Demo:
 
     def start_kubesim(self) -> None:
         say("starting kubesim, the simulated cluster")
-        log = (self.work / "kubesim.log").open("wb")
-        p = subprocess.Popen(
-            [
-                str(BIN / "kubesim"),
-                "serve",
-                "--kubeconfig",
-                str(self.admin),
-                "--data-dir",
-                str(self.work / "data"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            start_new_session=True,
-        )
+        try:
+            p, line = demolib.start_kubesim(self.work, self.admin)
+        except RuntimeError as e:
+            raise SystemExit(str(e)) from None
         self.procs.append(p)
-        assert p.stdout is not None
-        line = p.stdout.readline().decode()
-        if "kubesim ready" not in line:
-            raise SystemExit(f"kubesim did not start: {line}")
-        print(line.strip())
+        print(line)
 
     def start_operator(self) -> None:
         say("starting the operator as ServiceAccount clusterresync-system/clusterresync-operator")
-        subprocess.run(
-            [
-                str(BIN / "kubesim"),
-                "kubeconfig",
-                "--server-kubeconfig",
-                str(self.admin),
-                "--serviceaccount",
-                "clusterresync-system/clusterresync-operator",
-                "--out",
-                str(self.sa),
-            ],
-            check=True,
-        )
-        log = (self.work / "operator.log").open("wb")
-        env = dict(os.environ, KUBECONFIG=str(self.sa), CLUSTERRESYNC_LOG_FORMAT="json")
-        self.procs.append(
-            subprocess.Popen(
-                [str(BIN / "clusterresync-operator"), "--all-namespaces"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
+        self.procs.append(demolib.start_operator(self.work, self.admin, self.sa))
         print(f"operator log: {self.work / 'operator.log'}")
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
+        demolib.stop(self.procs)
 
     def wait(self, what: str, pred: Any, timeout: float = 120) -> Any:
         end = time.monotonic() + timeout

@@ -85,3 +85,36 @@ def test_every_policy_reason_and_event_is_explained_in_the_policy_guide() -> Non
     text = (DOCS / "policies.md").read_text(encoding="utf-8")
     missing = [str(r) for r in [*PolicyReason, *PolicyCondition, *PolicyEventReason] if f"`{r}`" not in text]
     assert not missing, f"docs/policies.md does not name: {missing}"
+
+
+def _markdown_files() -> list[Path]:
+    return sorted(
+        [
+            ROOT / "README.md",
+            *DOCS.rglob("*.md"),
+            *(ROOT / "manifests").rglob("*.md"),
+            *(ROOT / "bench").glob("*.md"),
+        ]
+    )
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    """Every relative link of README.md, docs/ (with docs/engines/), manifests/ and bench/ names a
+    file or directory of the repository, and its #fragment, into a Markdown file, an anchor of it."""
+    broken = []
+    for src in _markdown_files():
+        text = _without_code(src.read_text(encoding="utf-8"))
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, fragment = target.partition("#")
+            dest = (src.parent / path).resolve() if path else src
+            if not dest.exists():
+                broken.append(f"{src.relative_to(ROOT)}: {target} (no such file)")
+            elif (
+                fragment
+                and dest.suffix == ".md"
+                and fragment not in _targets(dest.read_text(encoding="utf-8"))
+            ):
+                broken.append(f"{src.relative_to(ROOT)}: {target} (no such anchor)")
+    assert broken == [], "\n".join(broken)
