@@ -47,8 +47,9 @@ pytest: venv ## Run the test suite only (PYTEST_WORKERS=N files at once; PYTEST_
 test: lint typecheck pytest ## Lint, type check and run every test (what CI runs).
 
 .PHONY: manifests
-manifests: venv ## Generate the CRD (crds/) from the pydantic models.
+manifests: venv ## Generate the CRDs (crds/, and the Helm chart's copy) from the pydantic models.
 	$(BIN)/python -m clusterresync.crdgen crds
+	cp crds/clusterresync.io_*.yaml charts/clusterresync/crds/
 
 .PHONY: run
 run: venv ## Run the operator locally against $$KUBECONFIG (after `make deploy`: it needs the CRD and the Lease namespace).

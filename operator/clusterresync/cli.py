@@ -13,6 +13,25 @@ Leader election (``leader.py``; client-go's defaults):
   --retry-period SECS      how often the leader renews and candidates retry (2)
   --identity ID            this process's identity (default: $POD_NAME or the hostname, plus a random suffix)
 
+Metrics (``metrics.py``, docs/observability.md): Prometheus text on ``http://ADDRESS:PORT/metrics``,
+distinct from Kopf's health endpoint (``--liveness``, port 8080 in manifests/):
+
+  --metrics-port PORT      the port (default: $CLUSTERRESYNC_METRICS_PORT, else 9090; 0: no endpoint)
+  --metrics-address ADDR   the address to bind (default: $CLUSTERRESYNC_METRICS_ADDRESS, else 0.0.0.0)
+
+Notifications by email (``notify.py``, docs/observability.md) go through an SMTP server configured
+here, never in a ClusterResync:
+
+  --smtp-host HOST         ($CLUSTERRESYNC_SMTP_HOST; unset: email notifications fail, webhooks work)
+  --smtp-port PORT         ($CLUSTERRESYNC_SMTP_PORT; default 587, or 465 with --smtp-security=tls)
+  --smtp-security MODE     starttls (default), tls (implicit TLS) or none ($CLUSTERRESYNC_SMTP_SECURITY)
+  --smtp-from ADDRESS      the sender ($CLUSTERRESYNC_SMTP_FROM)
+  --smtp-username USER     ($CLUSTERRESYNC_SMTP_USERNAME); the password only from the environment:
+                           $CLUSTERRESYNC_SMTP_PASSWORD or the file $CLUSTERRESYNC_SMTP_PASSWORD_FILE
+
+Failed deliveries are retried $CLUSTERRESYNC_NOTIFY_MAX_ATTEMPTS times in all (5), waiting
+$CLUSTERRESYNC_NOTIFY_BACKOFF_SECONDS (30) after the first failure, doubling, at most 600 s.
+
 ``--standalone`` (Kopf: no peering) is still accepted, for old manifests, but is not needed:
 the operator always disables Kopf peering, since the Lease replaces it.
 """
@@ -20,9 +39,10 @@ the operator always disables Kopf peering, since the Lease replaces it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from . import cache, leader
+from . import cache, leader, metrics, notify
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +53,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--renew-deadline", type=float, default=None)
     p.add_argument("--retry-period", type=float, default=None)
     p.add_argument("--identity", default=None)
+    p.add_argument("--metrics-port", type=int, default=None)
+    p.add_argument("--metrics-address", default=None)
+    p.add_argument("--smtp-host", default=None)
+    p.add_argument("--smtp-port", type=int, default=None)
+    p.add_argument("--smtp-security", default=None, choices=["starttls", "tls", "none"])
+    p.add_argument("--smtp-from", default=None)
+    p.add_argument("--smtp-username", default=None)
     return p
+
+
+def notify_config(args: list[str]) -> tuple[notify.SmtpConfig, notify.RetryPolicy]:
+    """The SMTP server and the retry policy of notifications, from the flags and the environment."""
+    known, _ = _parser().parse_known_args(args)
+    smtp = notify.SmtpConfig.from_env(
+        host=known.smtp_host,
+        port=known.smtp_port,
+        security=known.smtp_security,
+        sender=known.smtp_from,
+        username=known.smtp_username,
+    )
+    return smtp, notify.RetryPolicy.from_env()
+
+
+def metrics_config(args: list[str]) -> tuple[tuple[str, int], list[str]]:
+    """The metrics endpoint's (address, port) from the flags, else the environment, else defaults."""
+    known, rest = _parser().parse_known_args(args)
+    port = known.metrics_port
+    if port is None:
+        port = int(os.environ.get("CLUSTERRESYNC_METRICS_PORT") or metrics.DEFAULT_PORT)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--metrics-port must be 0 to 65535, not {port}")
+    address = known.metrics_address or os.environ.get("CLUSTERRESYNC_METRICS_ADDRESS") or "0.0.0.0"
+    return (address, port), rest
 
 
 def served_namespaces(args: list[str]) -> list[str]:
@@ -62,11 +114,15 @@ def leader_config(args: list[str]) -> tuple[leader.LeaderConfig, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        (address, port), _ = metrics_config(args)
+        smtp, retry = notify_config(args)
         config, args = leader_config(args)
-    except (ValueError, SystemExit) as e:
+    except (ValueError, OSError, SystemExit) as e:
         print(f"clusterresync-operator: {e}", file=sys.stderr)
         return 2
     leader.configure(config)
+    metrics.configure(address, port)
+    notify.configure(smtp, retry)
     cache.configure(served_namespaces(args))
     if not any(a in ("-A", "--all-namespaces") or a.startswith(("-n", "--namespace")) for a in args):
         args.insert(0, "--all-namespaces")

@@ -82,6 +82,8 @@ class EventReason(StrEnum):
     REPLICA_FAILED = "ReplicaFailed"
     PROBED = "Probed"  # the probe's verdicts before the resync
     FORCED = "ForcedDespiteDivergence"  # force: true went ahead over a Diverged replica
+    NOTIFICATION_SENT = "NotificationSent"  # spec.notify: a webhook or email delivered
+    NOTIFICATION_FAILED = "NotificationFailed"  # spec.notify: the attempts ran out (Warning)
 
 
 class PolicyCondition(StrEnum):

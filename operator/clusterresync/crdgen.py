@@ -41,6 +41,9 @@ def _immutable_but_approval() -> str:
     )
 
 
+NOTIFY_VALIDATIONS: list[JSON] = [
+    {"rule": "has(self.webhook) || has(self.email)", "message": "notify needs a webhook, an email, or both"},
+]
 PROBE_VALIDATIONS: list[JSON] = [
     {
         "rule": "!has(self.passwordEnv) || !has(self.passwordSecretRef)",
@@ -78,6 +81,7 @@ VALIDATIONS: dict[str, list[JSON]] = {
         },
     ],
     "spec.probe": PROBE_VALIDATIONS,
+    "spec.notify": NOTIFY_VALIDATIONS,
     "spec.primary": [
         {
             "rule": "has(self.podName) != has(self.selector)",
@@ -102,9 +106,14 @@ VALIDATIONS: dict[str, list[JSON]] = {
         },
     ],
 }
-LIST_SETS = {"spec.volumes", "spec.replicas"}
+LIST_SETS = {"spec.volumes", "spec.replicas", "spec.notify.events", "spec.notify.email.to"}
 # Lists of objects keyed by a field (server-side apply merges them by key; a key appears once).
-LIST_MAPS = {"status.conditions": ["type"], "status.replicas": ["name"], "status.probes": ["stage", "pod"]}
+LIST_MAPS = {
+    "status.conditions": ["type"],
+    "status.replicas": ["name"],
+    "status.probes": ["stage", "pod"],
+    "status.notifications": ["channel", "event"],
+}
 # Conditions: while the resync works only Progressing is True; once over, only Complete or Failed.
 TRUE_CONDITION = '.status.conditions[?(@.status=="True")]'
 
@@ -400,8 +409,12 @@ RESYNC_POLICY = CrdDef(
     status_model=models.ResyncPolicyStatus,
     root_model=models.ResyncPolicy,
     rules=Rules(
-        {**_SELECTOR_RULES, "spec.probe": PROBE_VALIDATIONS},
-        {"spec.volumes"},
+        {
+            **_SELECTOR_RULES,
+            "spec.probe": PROBE_VALIDATIONS,
+            "spec.resyncTemplate.notify": NOTIFY_VALIDATIONS,
+        },
+        {"spec.volumes", "spec.resyncTemplate.notify.events", "spec.resyncTemplate.notify.email.to"},
         {"status.conditions": ["type"], "status.pods": ["pod"], "status.seen": ["pod"]},
     ),
     printer_columns=POLICY_COLUMNS,

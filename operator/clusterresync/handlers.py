@@ -44,7 +44,7 @@ import kopf
 import structlog
 
 from . import cache as caches
-from . import leader, logs
+from . import leader, logs, metrics
 from .cache import Cache, CachedReader, Source
 from .kube import Kube, load_api_client
 from .leader import LeaderElector, NotLeaderError
@@ -168,6 +168,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # No CRD and namespace scanning: the one resource served and the namespaces (the flags) are
     # known at startup, so the operator needs no permission to list or watch CRDs or namespaces.
     settings.scanning.disabled = True
+    metrics.STATE.leading = lambda: _elector is not None and _elector.is_leader()
+    metrics.STATE.resyncs = lambda: _cached(PLURAL)
+    metrics.STATE.policies = lambda: _cached(POLICY_PLURAL)
+    metrics.serve()
     await _wait_for_api()
     if _cache is None:
         c = cache()
@@ -188,6 +192,17 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         config = leader.configured()
         _elector = LeaderElector(config, leader.lease_client(load_api_client(), config))
         await _elector.start()
+
+
+def _cached(plural: str) -> list[Obj]:
+    """Every cached object of one of the operator's own kinds (for the metrics' gauges)."""
+    if _cache is None:
+        return []
+    out: list[Obj] = []
+    for (api, p, _ns), r in _cache.reflectors.items():
+        if api == f"{GROUP}/{VERSION}" and p == plural and r.synced:
+            out.extend(r.items())
+    return out
 
 
 async def _wait_for_api() -> None:

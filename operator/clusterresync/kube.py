@@ -43,6 +43,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.stream import stream
 
+from . import metrics
 from .state import JSON_PATCH, HookOutcome, Obj, Ref
 
 log = structlog.get_logger("clusterresync.kube")
@@ -502,6 +503,7 @@ class Kube:
                 return answer
             except KubeError as e:
                 e.attempts = attempt
+                metrics.record_api_error(str(e.kind), verb)
                 if e.kind is not ErrorKind.TRANSIENT:
                     raise
                 if e.retry_after is not None:

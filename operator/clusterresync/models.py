@@ -246,6 +246,42 @@ class ProbeSpec(Model):
     )
 
 
+NotifyEvent = Literal["Completed", "Failed"]
+EmailAddress = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+$")]
+
+
+class UrlSecretRef(Model):
+    name: Name = Field(description="The Secret, in the ClusterResync's namespace.")
+    key: Annotated[str, Field(min_length=1, max_length=253)] = Field(
+        description="The key of the Secret whose value is the URL."
+    )
+
+
+class WebhookNotify(Model):
+    url_secret_ref: UrlSecretRef = Field(
+        description="The Secret key holding the webhook's URL (http or https). URLs such as Slack's or Teams' "
+        "carry a token, so the URL is never in the spec, the status, an Event or a log. The operator must be "
+        "granted get on that Secret (docs/observability.md#notifications)."
+    )
+
+
+class EmailNotify(Model):
+    to: Annotated[list[EmailAddress], Field(min_length=1, max_length=20)] = Field(
+        description="Recipients (1 to 20). The SMTP server is the operator's (its --smtp-* flags), never set here."
+    )
+
+
+class NotifySpec(Model):
+    webhook: WebhookNotify | None = Field(
+        None, description="POST a JSON document (docs/observability.md#payload) to a URL read from a Secret."
+    )
+    email: EmailNotify | None = Field(None, description="Send an email through the operator's SMTP server.")
+    events: Annotated[list[NotifyEvent], Field(min_length=1, max_length=2)] = Field(
+        default_factory=lambda: list[NotifyEvent](["Completed", "Failed"]),
+        description="Which ends are notified: Completed, Failed (default: both).",
+    )
+
+
 class ClusterResyncSpec(Model):
     target: TargetRef = Field(description="The workload whose replicas are resynced from its primary.")
     primary: PrimarySpec = Field(description="Which pod of the target is the primary. It is never modified.")
@@ -316,6 +352,11 @@ class ClusterResyncSpec(Model):
     )
     hooks: Hooks | None = Field(None, description="Commands run around the snapshot and before each swap.")
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Time limits of the phases.")
+    notify: NotifySpec | None = Field(
+        None,
+        description="Tell someone when the resync ends: a webhook and/or an email, delivered at least once "
+        "(status.notifications records each delivery). A notification never delays or fails the resync.",
+    )
     ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = Field(
         None,
         description="Like a Job's: once Completed or Failed and cleaned up, the ClusterResync is deleted this many "
@@ -452,6 +493,21 @@ class PlannedAction(Model):
     )
 
 
+class NotificationStatus(Model):
+    channel: Literal["Webhook", "Email"] = Field(description="How it is delivered.")
+    event: NotifyEvent = Field(description="The end it tells of.")
+    attempts: Annotated[int, Field(ge=0)] = Field(0, description="Delivery attempts made.")
+    sent_at: Timestamp | None = Field(None, description="When it was delivered (it is not sent again).")
+    last_attempt_at: Timestamp | None = Field(None, description="When it was last tried.")
+    next_attempt_at: Timestamp | None = Field(None, description="When it is tried again, after a failure.")
+    last_error: Annotated[str, Field(max_length=MAX_REASON)] | None = Field(
+        None, description="Why the last attempt failed (never the URL or a credential)."
+    )
+    gave_up: bool = Field(
+        False, description="The attempts ran out: a Warning Event NotificationFailed was posted."
+    )
+
+
 class ClusterResyncStatus(Model):
     phase: Phase = Field(
         "Pending", description="Pending, Preflight, Snapshotting, Resyncing, Completed or Failed."
@@ -492,6 +548,10 @@ class ClusterResyncStatus(Model):
         default_factory=list,
         description="With spec.probe: each pod's result before anything was touched (stage Before), and each "
         "replica's once swapped (stage After); one per pod and stage.",
+    )
+    notifications: Annotated[list[NotificationStatus], Field(max_length=4)] = Field(
+        default_factory=list,
+        description="With spec.notify: each delivery (one per channel and event) and how it went.",
     )
 
 
@@ -550,6 +610,11 @@ class ResyncTemplate(Model):
     timeouts: Timeouts = Field(default_factory=Timeouts, description="As ClusterResync's.")
     ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = Field(
         None, description="As ClusterResync's (the history limits apply too)."
+    )
+    notify: NotifySpec | None = Field(
+        None,
+        description="As ClusterResync's: each remediation tells the webhook and/or the email recipients when it "
+        "ends (the webhook's Secret is read in the policy's namespace).",
     )
 
 

@@ -11,11 +11,13 @@ next pass creates it again (same name: idempotent) if it never appeared, and nev
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from . import metrics
 from .execs import run_exec
 from .kube import ErrorKind, Kube, KubeError, Written
 from .models import LABEL_POLICY_UID, PLURAL, POLICY_PLURAL, ResyncPolicySpec, ResyncPolicyStatus
@@ -91,12 +93,15 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader) -> PolicyOutcome:
             break
         for a in execs:
             # A probe's output may hold secrets: it is never logged.
+            began = time.monotonic()
             outcomes[a.hook] = run_exec(kube, pods, a)
+            metrics.record_probe_duration(policy.spec.probe.preset, time.monotonic() - began)
         now = dt.datetime.now(dt.UTC)
     written = dict(body.get("status") or {})
+    written_status = policy.status
 
     def write(status: ResyncPolicyStatus) -> bool:
-        nonlocal rv, written
+        nonlocal rv, written, written_status
         new = status_body(status)
         if new == written:
             return True
@@ -109,7 +114,8 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader) -> PolicyOutcome:
                 return False
             raise
         rv = str((out.get("metadata") or {}).get("resourceVersion") or "") or rv
-        written = new
+        metrics.record_policy(ns, policy.spec.probe.preset, written_status, status)
+        written, written_status = new, status
         return True
 
     try:
@@ -129,12 +135,14 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader) -> PolicyOutcome:
             # Reported, and retried after a pause: the recorded remediation is created again
             # while it is not confirmed (see the module's docstring).
             logger.error("action failed", action=type(action).__name__, error=str(e))
+            if _own_remediation(action, policy.uid):
+                metrics.record_remediation(ns, policy.name, policy.spec.mode, created=False)
             post_event(kube, body, "Warning", "RemediationFailed", f"{type(action).__name__}: {e}")
             return PolicyOutcome(None, pause=API_RETRY_SECONDS)
-        if (
-            isinstance(action, Create)
-            and (action.body.get("metadata") or {}).get("labels", {}).get(LABEL_POLICY_UID) == policy.uid
-        ):
+        if _own_remediation(action, policy.uid):
+            assert isinstance(action, Create)
+            if not _was_confirmed(status, action.ref.name):
+                metrics.record_remediation(ns, policy.name, policy.spec.mode, created=True)
             status = confirmed(status, action.ref.name)
     try:
         if not write(status):
@@ -142,3 +150,16 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader) -> PolicyOutcome:
     except KubeError as e:
         logger.warning("cannot confirm the remediation in the status", error=str(e))
     return PolicyOutcome(plan.requeue_after)
+
+
+def _own_remediation(action: object, uid: str) -> bool:
+    """A create of a ClusterResync of this policy (a remediation)."""
+    return (
+        isinstance(action, Create)
+        and (action.body.get("metadata") or {}).get("labels", {}).get(LABEL_POLICY_UID) == uid
+    )
+
+
+def _was_confirmed(status: ResyncPolicyStatus, name: str) -> bool:
+    r = status.last_remediation
+    return r is not None and r.name == name and r.confirmed

@@ -8,16 +8,26 @@ which is idempotent.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
-from . import planner
-from .conditions import Reason
+from . import metrics, notify, planner
+from .conditions import EventReason, EventType, Reason
 from .execs import run_exec
 from .kube import ErrorKind, Kube, KubeError, Protected, ProtectedObjectError, Written
-from .models import GROUP, LABEL_RESYNC_UID, PLURAL, VERSION, ClusterResyncSpec, ClusterResyncStatus
+from .models import (
+    GROUP,
+    LABEL_RESYNC_UID,
+    PLURAL,
+    POLICY_KIND,
+    POLICY_PLURAL,
+    VERSION,
+    ClusterResyncSpec,
+    ClusterResyncStatus,
+)
 from .observe import Reader, observe, observe_live
 from .state import (
     Create,
@@ -200,6 +210,7 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
                 return False
             raise
         rv = str((out.get("metadata") or {}).get("resourceVersion") or "") or rv
+        _record_metrics(reader, body, resync, written_status, status)
         written_status, written_body = status, new_body
         return True
 
@@ -217,7 +228,10 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
             for a in execs:
                 # The hook's output may hold secrets: it is never logged.
                 logger.info("running hook", hook=a.hook, pod=a.pod)
+                began = time.monotonic()
                 outcomes[a.hook] = run_exec(kube, obs.pods, a)
+                if a.hook not in metrics.HOOKS and resync.spec.probe is not None:
+                    metrics.record_probe_duration(resync.spec.probe.preset, time.monotonic() - began)
                 logger.info(
                     "hook finished", hook=a.hook, ok=outcomes[a.hook].ok, exit_code=outcomes[a.hook].exit_code
                 )
@@ -275,7 +289,14 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
             logger.info("an object changed meanwhile: planning again from a fresh observation", object=e.what)
             return Outcome(result, result.status, replan_now=True)
         return _api_failure(kube, body, replace(resync, status=result.status), rv, e, logger)
-    if result.delete_self_after is not None and result.delete_self_after <= 0:
+    notified = _notify(kube, body, resync, result, write, logger)
+    if notified is None:
+        return Outcome(result, written_status, replan_now=True)
+    result = notified
+    pending = notify.decide(
+        resync.spec.notify, result.status.phase, list(result.status.notifications), dt.datetime.now(dt.UTC)
+    ).pending
+    if result.delete_self_after is not None and result.delete_self_after <= 0 and not pending:
         # spec.ttlSecondsAfterFinished is up: this very object, and no other of the same name.
         try:
             kube.delete(resync_ref(resync.namespace, resync.name), resync.uid)
@@ -284,6 +305,73 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
             return Outcome(replace(result, requeue_after=TRANSIENT_RETRY_SECONDS), result.status)
         logger.info("deleted: ttlSecondsAfterFinished is up")
     return Outcome(result, result.status)
+
+
+def _record_metrics(
+    reader: Reader | None, body: Obj, resync: Resync, before: ClusterResyncStatus, after: ClusterResyncStatus
+) -> None:
+    """The metrics of a status transition this pass wrote (``metrics.record_resync``). A remediation
+    is counted under its ResyncPolicy (its controller), whose mode is read from the caches."""
+    policy, mode = "", ""
+    if after.phase in planner.FINISHED and before.phase not in planner.FINISHED:
+        for o in (body.get("metadata") or {}).get("ownerReferences") or []:
+            if o.get("kind") == POLICY_KIND and o.get("controller"):
+                policy = str(o.get("name") or "")
+        if policy and reader is not None:
+            try:
+                found = reader.get(Ref(RESYNC_API, POLICY_KIND, POLICY_PLURAL, policy, resync.namespace))
+                mode = str(((found or {}).get("spec") or {}).get("mode") or "")
+            except KubeError:
+                mode = ""
+    metrics.record_resync(resync.namespace, before, after, dt.datetime.now(dt.UTC), policy=policy, mode=mode)
+    if resync.spec.probe is not None:
+        metrics.record_resync_probes(resync.spec.probe.preset, before, after)
+
+
+def _notify(kube: Kube, body: Obj, resync: Resync, result: Plan, write: Any, logger: Any) -> Plan | None:
+    """Deliver the notifications due (``notify.decide``) once the resync has ended, record them in
+    the status, and come back for a retry; None if that status write met a newer version. A
+    notification never fails the pass: its errors go to status.notifications and an Event."""
+    if resync.deleting or resync.spec.notify is None:
+        return result
+    now = dt.datetime.now(dt.UTC)
+    decision = notify.decide(resync.spec.notify, result.status.phase, list(result.status.notifications), now)
+    if decision.due:
+        done = notify.run(kube, replace(resync, status=result.status), decision, now)
+        status = result.status.model_copy(update={"notifications": done.notifications})
+        try:
+            if not write(status):
+                return None
+        except KubeError as e:
+            logger.warning("cannot record the notifications in the status", error=str(e))
+            return replace(result, requeue_after=TRANSIENT_RETRY_SECONDS)
+        for channel, error in done.failed:
+            post_event(
+                kube,
+                body,
+                EventType.WARNING,
+                EventReason.NOTIFICATION_FAILED,
+                f"the {channel.lower()} notification of {status.phase} was not delivered after "
+                f"{notify.retry_policy().max_attempts} attempts: {error}",
+            )
+        for channel in done.sent:
+            post_event(
+                kube,
+                body,
+                EventType.NORMAL,
+                EventReason.NOTIFICATION_SENT,
+                f"{channel} notification of {status.phase} sent",
+            )
+        result = replace(result, status=status)
+        decision = notify.decide(
+            resync.spec.notify, status.phase, list(status.notifications), dt.datetime.now(dt.UTC)
+        )
+    if decision.requeue_after is not None:
+        wait = decision.requeue_after
+        return replace(
+            result, requeue_after=wait if result.requeue_after is None else min(wait, result.requeue_after)
+        )
+    return result
 
 
 class NameConflictError(Exception):
@@ -390,6 +478,7 @@ def _write_fallback(
             return Outcome(plan, resync.status, replan_now=True)
         logger.error("cannot report the error in the status", error=str(e2))
         return Outcome(plan, resync.status, pause=plan.requeue_after)
+    _record_metrics(None, body, resync, resync.status, plan.status)
     for ev in plan.events:
         post_event(kube, body, ev.type, ev.reason, ev.message)
     return Outcome(plan, plan.status, pause=plan.requeue_after)

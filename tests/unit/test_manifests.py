@@ -125,7 +125,8 @@ ALLOWED: dict[tuple[str, str], dict[str, str]] = {
 # Calls the install does not grant on purpose: the user grants them, narrowly, where they use
 # the feature (docs/probes.md#credentials: a Role with get on the one Secret, by resourceNames).
 OPT_IN: dict[tuple[str, str, str], str] = {
-    ("", "secrets", "get"): "probe.passwordSecretRef: the password handed to the probe on stdin",
+    ("", "secrets", "get"): "probe.passwordSecretRef: the password handed to the probe on stdin; "
+    "notify.webhook.urlSecretRef: the webhook URL",
 }
 
 # What Kopf itself calls, with peering and scanning disabled (handlers.configure).
@@ -221,7 +222,10 @@ class Calls:
         self.modules = {
             mod: (ast.parse(p.read_text()), importlib.import_module(f"clusterresync.{mod}"))
             for p in sorted(PACKAGE.rglob("*.py"))
-            if p.stem != "kube" and p.relative_to(PACKAGE).with_suffix("").parts[-1] != "__init__"
+            if p.stem not in ("kube", "__init__", "__main__")
+            # The kubectl plugin runs as the person who types `kubectl resync`, with their RBAC,
+            # never as the operator: its calls are not the operator's.
+            and p.relative_to(PACKAGE).parts[0] != "plugin"
             for mod in [".".join(p.relative_to(PACKAGE).with_suffix("").parts)]
         }
         self.ref_helpers: dict[str, tuple[ast.Call, Any]] = {}

@@ -190,3 +190,41 @@ class MariaPosition:
         mine = self.domains()
         behind += sum(g.seq for d, g in theirs.items() if d not in mine)
         return errant, behind
+
+
+def maria_binlog_state(text: str) -> dict[tuple[int, int], int]:
+    """``@@gtid_binlog_state``: the last sequence number of each (domain, server) in the binary log
+    (https://mariadb.com/kb/en/gtid/#gtid_binlog_state), unlike a position, which keeps one GTID per
+    domain. Raises ValueError on text that is not a list of GTIDs."""
+    state: dict[tuple[int, int], int] = {}
+    for chunk in text.replace("\n", "").split(","):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        match = re.fullmatch(r"(\d+)-(\d+)-(\d+)", chunk)
+        if not match:
+            raise ValueError(f"not a MariaDB GTID: {chunk!r}")
+        domain, server, seq = (int(g) for g in match.groups())
+        state[(domain, server)] = max(seq, state.get((domain, server), 0))
+    return state
+
+
+def maria_own_errant(replica_state: str, primary_state: str, server_id: int) -> list[str]:
+    """The transactions a replica wrote itself (its own ``server_id``) that the primary's binary
+    log does not have: a (domain, server) the primary's state lacks, or has at a lower sequence
+    number. They stay visible after the primary has written past them in the same domain, where
+    the last-GTID-per-domain positions no longer show them. Needs ``log_bin`` and
+    ``log_slave_updates`` on both (the primary's binary log must hold what it replicated)."""
+    mine, theirs = maria_binlog_state(replica_state), maria_binlog_state(primary_state)
+    out = []
+    for (domain, server), seq in sorted(mine.items()):
+        if server != server_id:
+            continue
+        had = theirs.get((domain, server))
+        if had is None:
+            out.append(
+                f"{domain}-{server}-{seq} (no transaction of server {server} in the primary's binary log)"
+            )
+        elif had < seq:
+            out.append(f"{domain}-{server}-{seq} (the primary's binary log has server {server} up to {had})")
+    return out

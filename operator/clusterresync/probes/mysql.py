@@ -9,7 +9,8 @@ row):
   (`Replica_IO_Running`, `Replica_SQL_Running`, `Seconds_Behind_Source`, `Retrieved_Gtid_Set`,
   `Last_IO_Error`, `Last_SQL_Error`; the older `Slave_*`/`*_Master` names are read too).
 - MariaDB 10.0+ (https://mariadb.com/kb/en/gtid/, https://mariadb.com/kb/en/show-replica-status/):
-  `SELECT @@server_id, @@gtid_current_pos, @@gtid_slave_pos, @@gtid_binlog_pos, @@read_only` then
+  `SELECT @@server_id, @@gtid_current_pos, @@gtid_slave_pos, @@gtid_binlog_pos, @@gtid_binlog_state,
+  @@read_only` then
   `SHOW SLAVE STATUS` (`Slave_IO_Running`, `Slave_SQL_Running`, `Seconds_Behind_Master`,
   `Gtid_IO_Pos`, `Last_IO_Error`, `Last_SQL_Error`).
 
@@ -23,8 +24,12 @@ primary's, or the primary's sequence number written by another server (see `gtid
 Otherwise, if the primary has transactions the replica lacks, it is behind; lag in seconds is
 `Seconds_Behind_Source` (NULL, hence unknown, while the SQL thread is stopped), and the thresholds
 decide. MariaDB positions only keep the last GTID per domain: a replica's own write followed by more
-primary writes in the same domain looks like lag, not divergence, until the replica's SQL thread
-stops on it in strict mode (its error is then reported and its link is down).
+primary writes in the same domain looks like lag in them. So `@@gtid_binlog_state` (the last GTID
+of each server in each domain) is read too: an entry of the replica's own server_id that the
+primary's binary log lacks, or has at a lower number, is Diverged (`gtid.maria_own_errant`).
+Without binary logs on the replica that state is empty and the blind spot remains, until the
+replica's SQL thread stops on the primary's next GTID in strict mode (its error is then reported
+and its link is down).
 
 Credentials: `MYSQL_PWD`, read by both clients (see `common`); options `host`, `port`, `socket`,
 `user`, `client` (default `mysql` / `mariadb`), `passwordEnv` / `passwordStdin`.
@@ -47,7 +52,7 @@ from .common import (
     unreadable,
     with_password,
 )
-from .gtid import GtidSet, MariaPosition
+from .gtid import GtidSet, MariaPosition, maria_own_errant
 from .model import Judgement, Options, ParseFn, Preset, Reading, Thresholds, Verdict
 
 MYSQL_QUERY = (
@@ -56,7 +61,8 @@ MYSQL_QUERY = (
 )
 MARIADB_QUERY = (
     "SELECT @@server_id AS server_id, @@gtid_current_pos AS gtid_current_pos, @@gtid_slave_pos AS gtid_slave_pos, "
-    "@@gtid_binlog_pos AS gtid_binlog_pos, @@read_only AS read_only; SHOW SLAVE STATUS"
+    "@@gtid_binlog_pos AS gtid_binlog_pos, @@gtid_binlog_state AS gtid_binlog_state, @@read_only AS read_only; "
+    "SHOW SLAVE STATUS"
 )
 _ROW = re.compile(r"^\*+ \d+\. row \*+$")
 _FIELD = re.compile(r"^\s*([A-Za-z_@][A-Za-z0-9_@]*):(?: (.*))?$")
@@ -133,9 +139,21 @@ def _replica_status(status: list[dict[str, str]]) -> tuple[Reading, dict[str, st
     return Reading(pod="", link="up" if up else "down", lag_seconds=seconds_behind), details
 
 
+def _without_statement_echo(stderr: str) -> str:
+    """stderr without the failing statement that the MariaDB client (10.11) echoes between two
+    "--------------" lines before its ERROR line, so that the reason is the error, not a ruler."""
+    out, inside = [], False
+    for line in stderr.splitlines():
+        if line.strip() == "--------------":
+            inside = not inside
+        elif not inside:
+            out.append(line)
+    return "\n".join(out) if out else stderr
+
+
 def _parse(flavor: str) -> ParseFn:
     def parse(pod: str, stdout: str, stderr: str, exit_code: int, *, secrets: Sequence[str] = ()) -> Reading:
-        bad = failed(pod, stdout, stderr, exit_code, secrets)
+        bad = failed(pod, stdout, _without_statement_echo(stderr), exit_code, secrets)
         if bad is not None:
             return bad
         found = rows(stdout)
@@ -165,7 +183,11 @@ def _parse(flavor: str) -> ParseFn:
             )
         else:
             history = variables.get("server_id")
-            details |= {k: variables[k] for k in ("gtid_slave_pos", "gtid_binlog_pos") if variables.get(k)}
+            details |= {
+                k: variables[k].replace("\n", "")
+                for k in ("gtid_slave_pos", "gtid_binlog_pos", "gtid_binlog_state")
+                if variables.get(k)
+            }
         if not status:
             return clean(
                 Reading(pod=pod, role="primary", position=position, history=history, details=details), secrets
@@ -249,6 +271,13 @@ def judge_mariadb(primary: Reading, replica: Reading, thresholds: Thresholds) ->
             Verdict.Diverged,
             f"{pod} has transactions the primary does not have: {', '.join(errant)}; it was written to directly",
         )
+    own = _own_errant(primary, replica)
+    if own:
+        return Judgement(
+            pod,
+            Verdict.Diverged,
+            f"{pod} wrote transactions the primary does not have: {', '.join(own)}; it was written to directly",
+        )
     if replica.role == "primary":
         return Judgement(
             pod,
@@ -265,6 +294,18 @@ def judge_mariadb(primary: Reading, replica: Reading, thresholds: Thresholds) ->
         replica.lag_seconds,
         link_note=not _threads(replica),
     )
+
+
+def _own_errant(primary: Reading, replica: Reading) -> list[str]:
+    """The replica's own writes missing from the primary's binary log (``gtid.maria_own_errant``),
+    when both report a binary log state and the replica its server_id; [] when they cannot tell."""
+    mine, theirs = replica.details.get("gtid_binlog_state"), primary.details.get("gtid_binlog_state")
+    if not mine or not theirs or not (replica.history or "").isdigit():
+        return []
+    try:
+        return maria_own_errant(mine, theirs, int(replica.history or "0"))
+    except ValueError:
+        return []
 
 
 MYSQL = Preset(name="MySQL", command=_command("mysql", MYSQL_QUERY), parse=_parse("MySQL"), judge=judge_mysql)

@@ -152,3 +152,23 @@ def test_mariadb_a_replica_behind_in_one_domain_is_never_errant(
     assert behind.compare(primary) == ([], by)
     errant, _ = primary.compare(behind)
     assert errant  # and the primary, seen from the replica, is ahead
+
+
+def test_a_replicas_own_transaction_missing_from_the_primarys_binary_log_is_errant() -> None:
+    from clusterresync.probes.gtid import maria_binlog_state, maria_own_errant
+
+    # Several entries per domain: the last GTID of each server (MariaDB's gtid_binlog_state).
+    assert maria_binlog_state("0-1-12,0-2-11, 1-1-3\n") == {(0, 1): 12, (0, 2): 11, (1, 1): 3}
+    # The replica (server 2) wrote 0-2-11; the primary went on to 0-1-12 without it.
+    assert maria_own_errant("0-1-10,0-2-11", "0-1-12", 2) == [
+        "0-2-11 (no transaction of server 2 in the primary's binary log)"
+    ]
+    # Server 2 was the primary once: what it wrote then is in today's primary's binary log.
+    assert maria_own_errant("0-1-12,0-2-7", "0-1-12,0-2-7", 2) == []
+    assert maria_own_errant("0-1-12,0-2-9", "0-1-12,0-2-7", 2) == [
+        "0-2-9 (the primary's binary log has server 2 up to 7)"
+    ]
+    # Other servers' entries are not the replica's own writes (a failover's history).
+    assert maria_own_errant("0-3-5,0-1-12", "0-1-12", 2) == []
+    with pytest.raises(ValueError):
+        maria_binlog_state("0-1")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -181,9 +182,17 @@ def test_postgres_live(workdir: Path) -> None:
     shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
     reason="redis-server/redis-cli not installed",
 )
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's pick), rather than a fixed one that another
+    test's server or a client's ephemeral port may hold."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_redis_live(workdir: Path) -> None:
     preset = PRESETS["Redis"]
-    port0, port1 = 40000 + os.getpid() % 5000, 45000 + os.getpid() % 5000
+    port0, port1 = free_port(), free_port()
     for name, port, extra in (
         ("r0", port0, []),
         ("r1", port1, ["--replicaof", "127.0.0.1", str(port0), "--masterauth", PASSWORD]),
@@ -231,7 +240,7 @@ def test_redis_live(workdir: Path) -> None:
         return judgement.verdict, judgement.reason
 
     try:
-        for _ in range(100):
+        for _ in range(300):  # 30 s: a loaded machine
             cli(port0, "SET", "k", "v")
             verdict, reason = judge()
             if verdict is Verdict.InSync:
