@@ -14,7 +14,8 @@ LABEL org.opencontainers.image.title="clusterresync-operator" \
 
 # pyproject.toml declares two packages, the operator and kubesim (the simulated test cluster),
 # so both source trees are needed to build the distribution. Only the runtime dependencies
-# (kopf, kubernetes, pydantic, structlog, pyyaml) are installed, not the dev extra.
+# (kopf, kubernetes, pydantic, structlog, pyyaml, prometheus-client for the metrics, rich for the
+# kubectl plugin that the same package installs) are installed, not the dev extra.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/

@@ -203,6 +203,7 @@ def _structural(node: JSON, defs: JSON, path: str, rules: Rules) -> JSON:
         "maxProperties",
         "pattern",
         "format",
+        "x-kubernetes-map-type",
     ):
         if k in node:
             out[k] = node[k]

@@ -89,6 +89,10 @@ class LabelSelectorRequirement(Model):
 
 
 class LabelSelector(Model):
+    # Atomic, as metav1.LabelSelector is (+structType=atomic): with server-side apply, one manager
+    # owns the whole selector, and two appliers' matchLabels are never merged into one selector.
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-map-type": "atomic"})
+
     match_labels: Annotated[dict[str, ShortName], Field(max_length=64)] | None = Field(
         None, description="Labels a pod must carry, all of them. At most 64."
     )

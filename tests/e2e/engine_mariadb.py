@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import threading
 from typing import Any
 
 from kubesim.testing import KubeSim
+
+from .engine_common import SqlWriter
 
 MARIADBD = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin")
 MARIADB_UID, MARIADB_GID = 102, 105  # Debian's mysql user (`id mysql`): mariadbd refuses root
@@ -227,50 +227,10 @@ def mrow(cluster: KubeSim, ns: str, pod: str, query: str) -> dict[str, str]:
     return row
 
 
-class MariaWriter:
-    """A client of the primary that inserts a row into ``table`` every ``interval`` seconds, over
-    TCP from outside the pod (one ``mariadb`` session reading its statements from stdin, as the
-    ``app`` user), until stopped."""
+class MariaWriter(SqlWriter):
+    """Rows inserted into ``table`` of the primary at ``host`` by one ``mariadb`` session over TCP,
+    as the ``app`` user."""
 
     def __init__(self, host: str, table: str, interval: float = 0.05) -> None:
-        self.proc = subprocess.Popen(
-            ["mariadb", "--no-defaults", "--protocol=TCP", "-h", host, "-P", "3306", "-u", "app", "-NB"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=dict(os.environ, MYSQL_PWD=MARIADB_PASSWORDS["app"]),
-            text=True,
-        )
-        self.table, self.interval = table, interval
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        assert self.proc.stdin is not None
-        while not self._stop.wait(self.interval):
-            try:
-                self.proc.stdin.write(f"INSERT INTO {self.table} (v) VALUES ('during resync');\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, ValueError):
-                return
-            self.sent += 1
-
-    def kill(self) -> None:
-        """Stop at once (cleanup after a failure)."""
-        self._stop.set()
-        self.proc.kill()
-        self._thread.join(10)
-        self.proc.communicate()
-
-    def stop(self) -> str:
-        """Stop writing, end the session (every statement sent is run first) and return its errors."""
-        self._stop.set()
-        self._thread.join(10)
-        try:
-            _, err = self.proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return err or ""
+        argv = ["mariadb", "--no-defaults", "--protocol=TCP", "-h", host, "-P", "3306", "-u", "app", "-NB"]
+        super().__init__(argv, dict(os.environ, MYSQL_PWD=MARIADB_PASSWORDS["app"]), table, interval)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from kubesim.testing import KubeSim
+
+from .engine_common import SqlWriter
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), reverse=True)), None)
 
@@ -91,49 +91,9 @@ def pod_ip(cluster: KubeSim, ns: str, pod: str) -> str:
     return str(json.loads(out)["status"]["podIP"])
 
 
-class PgWriter:
-    """A client of the primary that inserts a row into ``table`` every ``interval`` seconds, over
-    TCP from outside the pod (one psql session reading its statements from stdin), until stopped."""
+class PgWriter(SqlWriter):
+    """Rows inserted into ``table`` of the primary at ``host`` by one psql session, as postgres."""
 
     def __init__(self, host: str, table: str, interval: float = 0.05) -> None:
-        self.proc = subprocess.Popen(
-            ["psql", "-h", host, "-U", "postgres", "-d", "postgres", "-XAtq", "-v", "ON_ERROR_STOP=1"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=dict(os.environ, PGPASSWORD=PG_PASSWORDS["postgres"]),
-            text=True,
-        )
-        self.table, self.interval = table, interval
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        assert self.proc.stdin is not None
-        while not self._stop.wait(self.interval):
-            try:
-                self.proc.stdin.write(f"INSERT INTO {self.table} (v) VALUES ('during resync');\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, ValueError):
-                return
-            self.sent += 1
-
-    def kill(self) -> None:
-        """Stop at once (cleanup after a failure)."""
-        self._stop.set()
-        self.proc.kill()
-        self._thread.join(10)
-        self.proc.communicate()
-
-    def stop(self) -> str:
-        """Stop writing, end the session (every statement sent is run first) and return its errors."""
-        self._stop.set()
-        self._thread.join(10)
-        try:
-            _, err = self.proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return err or ""
+        argv = ["psql", "-h", host, "-U", "postgres", "-d", "postgres", "-XAtq", "-v", "ON_ERROR_STOP=1"]
+        super().__init__(argv, dict(os.environ, PGPASSWORD=PG_PASSWORDS["postgres"]), table, interval)

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kubesim.testing import KubeSim
 
+from . import engine_common
 from .conftest import Operator, apply, wait_for
+from .engine_common import assert_forced_over_divergence, condition, guide_specs, stop_engine, verdicts
 from .engine_mariadb import (
     MARIADB_DATA,
     MARIADB_PROBE,
@@ -44,36 +45,10 @@ GUIDE = Path(__file__).resolve().parents[2] / "docs" / "engines" / "mariadb.md"
 
 
 def resync(cluster: KubeSim, ns: str, name: str, **spec: Any) -> dict[str, Any]:
-    """Apply a ClusterResync of ``mariadb`` (primary mariadb-0, with the probe) and wait until it ends."""
-    body = {
-        "apiVersion": "clusterresync.io/v1alpha1",
-        "kind": "ClusterResync",
-        "metadata": {"name": name},
-        "spec": {
-            "target": {"name": "mariadb"},
-            "primary": {"podName": "mariadb-0"},
-            "volumes": ["data"],
-            "primaryStableSeconds": 0,
-            "probe": MARIADB_PROBE,
-            **spec,
-        },
-    }
-    apply(cluster, ns, body)
-
-    def done() -> dict[str, Any] | None:
-        obj = get(cluster, "crsync", "-n", ns, name)
-        return obj if (obj.get("status") or {}).get("phase") in ("Completed", "Failed") else None
-
-    out: dict[str, Any] = wait_for(done, 180, f"ClusterResync {name} to finish")
-    return out
-
-
-def verdicts(obj: dict[str, Any], stage: str = "Before") -> dict[str, dict[str, Any]]:
-    return {p["pod"]: p for p in obj["status"].get("probes", []) if p["stage"] == stage}
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in obj["status"].get("conditions", []) if c["type"] == type_), {})
+    """A ClusterResync of ``mariadb`` (primary mariadb-0, with the probe), run to its end."""
+    return engine_common.resync(
+        cluster, ns, name, target="mariadb", primary="mariadb-0", probe=MARIADB_PROBE, **spec
+    )
 
 
 def caught_up(cluster: KubeSim, ns: str, replica: str) -> str:
@@ -158,8 +133,7 @@ def server_start(cluster: KubeSim, ns: str, pod: str) -> tuple[str, int, float]:
 def test_the_guide_shows_the_probe_and_restore_hook_this_test_uses() -> None:
     """docs/engines/mariadb.md explains the probe and the restore hook line by line: they must be
     the ones exercised below."""
-    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(), re.S)]
-    specs = [b["spec"] for b in blocks if isinstance(b, dict) and isinstance(b.get("spec"), dict)]
+    specs = guide_specs(GUIDE)
     assert {"probe": MARIADB_PROBE} in specs
     assert {"hooks": {"restore": MARIADB_RESTORE_HOOK}} in specs
     # and the pod's command, which the hook's marker relies on
@@ -262,14 +236,7 @@ def test_mariadb_probe_guard_and_forced_resync_with_restore_hook(
         out = resync(
             cluster, ns, "forced", force=True, replicas=["mariadb-1"], hooks={"restore": MARIADB_RESTORE_HOOK}
         )
-        assert out["status"]["phase"] == "Completed", (out["status"], operator.output()[-3000:])
-        assert condition(out, "Complete").get("reason") == "ResyncSucceeded", out["status"]
-        assert verdicts(out)["mariadb-1"]["verdict"] == "Diverged"
-        assert verdicts(out, "After")["mariadb-1"]["verdict"] == "InSync", out["status"]["probes"]
-        events = get(cluster, "events", "-n", ns, "--field-selector", "reason=ForcedDespiteDivergence")[
-            "items"
-        ]
-        assert any("mariadb-1" in e["message"] for e in events), events
+        assert_forced_over_divergence(cluster, ns, out, "mariadb-1", operator.output())
         sent_during = writer.sent
         # The writer goes on a little after the swap; then stops, and every row it sent is committed.
         wait_for(
@@ -330,12 +297,4 @@ def test_mariadb_probe_guard_and_forced_resync_with_restore_hook(
     finally:
         if writer is not None:
             writer.kill()
-        # Graceful stops (SIGTERM): mariadbd shuts down cleanly instead of being SIGKILLed when
-        # kubesim stops.
-        cluster.kubectl("scale", "sts", "mariadb", "-n", ns, "--replicas=0", check=False)
-        wait_for(
-            lambda: not get(cluster, "pods", "-n", ns, "-l", "app=mariadb")["items"],
-            90,
-            "the MariaDB pods to stop",
-        )
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        stop_engine(cluster, ns, "mariadb")

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kubesim.testing import KubeSim
 
+from . import engine_common
 from .conftest import Operator, apply, wait_for
+from .engine_common import assert_forced_over_divergence, condition, guide_specs, stop_engine, verdicts
 from .engines import PG_BIN, PG_PROBE, PG_RESTORE_HOOK, PG_SCRIPT, PgWriter, pg_objects, pod_ip, sql
 from .test_resync import get
 
@@ -29,36 +30,8 @@ GUIDE = Path(__file__).resolve().parents[2] / "docs" / "engines" / "postgres.md"
 
 
 def resync(cluster: KubeSim, ns: str, name: str, **spec: Any) -> dict[str, Any]:
-    """Apply a ClusterResync of ``pg`` (primary pg-0, with the probe) and wait until it ends."""
-    body = {
-        "apiVersion": "clusterresync.io/v1alpha1",
-        "kind": "ClusterResync",
-        "metadata": {"name": name},
-        "spec": {
-            "target": {"name": "pg"},
-            "primary": {"podName": "pg-0"},
-            "volumes": ["data"],
-            "primaryStableSeconds": 0,
-            "probe": PG_PROBE,
-            **spec,
-        },
-    }
-    apply(cluster, ns, body)
-
-    def done() -> dict[str, Any] | None:
-        obj = get(cluster, "crsync", "-n", ns, name)
-        return obj if (obj.get("status") or {}).get("phase") in ("Completed", "Failed") else None
-
-    out: dict[str, Any] = wait_for(done, 120, f"ClusterResync {name} to finish")
-    return out
-
-
-def verdicts(obj: dict[str, Any], stage: str = "Before") -> dict[str, dict[str, Any]]:
-    return {p["pod"]: p for p in obj["status"].get("probes", []) if p["stage"] == stage}
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in obj["status"].get("conditions", []) if c["type"] == type_), {})
+    """A ClusterResync of ``pg`` (primary pg-0, with the probe), run to its end."""
+    return engine_common.resync(cluster, ns, name, target="pg", primary="pg-0", probe=PG_PROBE, **spec)
 
 
 def caught_up(cluster: KubeSim, ns: str, replica: str) -> None:
@@ -80,8 +53,7 @@ def streaming(cluster: KubeSim, ns: str) -> dict[str, str]:
 def test_the_guide_shows_the_probe_and_restore_hook_this_test_uses() -> None:
     """docs/engines/postgres.md explains the probe and the restore hook line by line: they must be
     the ones exercised below."""
-    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(), re.S)]
-    specs = [b["spec"] for b in blocks if isinstance(b, dict) and isinstance(b.get("spec"), dict)]
+    specs = guide_specs(GUIDE)
     assert {"probe": PG_PROBE} in specs
     assert {"hooks": {"restore": PG_RESTORE_HOOK}} in specs
     assert re.findall(r"```sh\n(set -eu\n.*?)```", GUIDE.read_text(), re.S)[0] == PG_SCRIPT
@@ -153,14 +125,7 @@ def test_postgres_probe_guard_and_forced_resync_with_restore_hook(
         writer = PgWriter(pod_ip(cluster, ns, "pg-0"), "t")
         wait_for(lambda: writer is not None and writer.sent >= 5, 30, "the writer to start")
         out = resync(cluster, ns, "forced", force=True, replicas=["pg-2"], hooks={"restore": PG_RESTORE_HOOK})
-        assert out["status"]["phase"] == "Completed", (out["status"], operator.output()[-3000:])
-        assert condition(out, "Complete").get("reason") == "ResyncSucceeded", out["status"]
-        assert verdicts(out)["pg-2"]["verdict"] == "Diverged"
-        assert verdicts(out, "After")["pg-2"]["verdict"] == "InSync", out["status"]["probes"]
-        events = get(cluster, "events", "-n", ns, "--field-selector", "reason=ForcedDespiteDivergence")[
-            "items"
-        ]
-        assert any("pg-2" in e["message"] for e in events), events
+        assert_forced_over_divergence(cluster, ns, out, "pg-2", operator.output())
         sent_during = writer.sent
         # The writer goes on a little after the swap; then stops, and every row it sent is committed.
         wait_for(
@@ -202,12 +167,4 @@ def test_postgres_probe_guard_and_forced_resync_with_restore_hook(
     finally:
         if writer is not None:
             writer.kill()
-        # Graceful stops (SIGTERM), so the servers remove their shared memory segments (a server
-        # SIGKILLed when kubesim stops would leave them behind).
-        cluster.kubectl("scale", "sts", "pg", "-n", ns, "--replicas=0", check=False)
-        wait_for(
-            lambda: not get(cluster, "pods", "-n", ns, "-l", "app=pg")["items"],
-            90,
-            "the PostgreSQL pods to stop",
-        )
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        stop_engine(cluster, ns, "pg")

@@ -25,6 +25,7 @@ import yaml
 from kubesim.testing import KubeSim
 
 from .conftest import Operator, apply, wait_for
+from .engine_common import stop_engine
 from .engines import PG_BIN, PG_PASSWORDS, PG_PROBE, PG_RESTORE_HOOK, pg_objects, sql
 from .test_engine_postgres import caught_up, streaming
 from .test_resync import get, wait_done
@@ -62,14 +63,7 @@ def pg(cluster: KubeSim, operator: Operator, ns: str) -> Iterator[str]:
         caught_up(cluster, ns, "pg-2")
         yield ns
     finally:
-        # Graceful stops (SIGTERM), so the servers remove their shared memory segments.
-        cluster.kubectl("scale", "sts", "pg", "-n", ns, "--replicas=0", check=False)
-        wait_for(
-            lambda: not get(cluster, "pods", "-n", ns, "-l", "app=pg")["items"],
-            90,
-            "the PostgreSQL pods to stop",
-        )
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        stop_engine(cluster, ns, "pg")
 
 
 def policy(cluster: KubeSim, ns: str, **spec: Any) -> None:

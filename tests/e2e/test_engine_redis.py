@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kubesim.storage import volume_dir
 from kubesim.testing import KubeSim
 
+from . import engine_common
 from .conftest import Operator, apply, wait_for
+from .engine_common import assert_forced_over_divergence, condition, guide_specs, stop_engine, verdicts
 from .engine_redis import (
     REDIS_DATA,
     REDIS_PASSWORD,
@@ -46,36 +47,10 @@ GUIDE = Path(__file__).resolve().parents[2] / "docs" / "engines" / "redis.md"
 
 
 def resync(cluster: KubeSim, ns: str, name: str, **spec: Any) -> dict[str, Any]:
-    """Apply a ClusterResync of ``redis`` (primary redis-0, with the probe) and wait until it ends."""
-    body = {
-        "apiVersion": "clusterresync.io/v1alpha1",
-        "kind": "ClusterResync",
-        "metadata": {"name": name},
-        "spec": {
-            "target": {"name": "redis"},
-            "primary": {"podName": "redis-0"},
-            "volumes": ["data"],
-            "primaryStableSeconds": 0,
-            "probe": REDIS_PROBE,
-            **spec,
-        },
-    }
-    apply(cluster, ns, body)
-
-    def done() -> dict[str, Any] | None:
-        obj = get(cluster, "crsync", "-n", ns, name)
-        return obj if (obj.get("status") or {}).get("phase") in ("Completed", "Failed") else None
-
-    out: dict[str, Any] = wait_for(done, 120, f"ClusterResync {name} to finish")
-    return out
-
-
-def verdicts(obj: dict[str, Any], stage: str = "Before") -> dict[str, dict[str, Any]]:
-    return {p["pod"]: p for p in obj["status"].get("probes", []) if p["stage"] == stage}
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in obj["status"].get("conditions", []) if c["type"] == type_), {})
+    """A ClusterResync of ``redis`` (primary redis-0, with the probe), run to its end."""
+    return engine_common.resync(
+        cluster, ns, name, target="redis", primary="redis-0", probe=REDIS_PROBE, **spec
+    )
 
 
 def linked(cluster: KubeSim, ns: str) -> bool:
@@ -103,8 +78,7 @@ def test_the_guide_shows_the_command_probe_and_restore_hook_this_test_uses() -> 
     """docs/engines/redis.md explains the pod's command, the probe and the restore hook: they must
     be the ones exercised below."""
     text = GUIDE.read_text()
-    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
-    specs = [b["spec"] for b in blocks if isinstance(b, dict) and isinstance(b.get("spec"), dict)]
+    specs = guide_specs(GUIDE)
     assert {"probe": REDIS_PROBE} in specs
     assert {"hooks": {"restore": REDIS_RESTORE_HOOK}} in specs
     # ... and the pod's command, whose configuration the guide explains.
@@ -197,14 +171,7 @@ def test_redis_probe_guard_and_forced_resync_with_restore_hook(
         wait_for(lambda: writer is not None and writer.acked >= 5, 30, "the writer to start")
         started = writer.acked
         out = resync(cluster, ns, "forced", force=True, hooks={"restore": REDIS_RESTORE_HOOK})
-        assert out["status"]["phase"] == "Completed", (out["status"], operator.output()[-3000:])
-        assert condition(out, "Complete").get("reason") == "ResyncSucceeded", out["status"]
-        assert verdicts(out)["redis-1"]["verdict"] == "Diverged"
-        assert verdicts(out, "After")["redis-1"]["verdict"] == "InSync", out["status"]["probes"]
-        events = get(cluster, "events", "-n", ns, "--field-selector", "reason=ForcedDespiteDivergence")[
-            "items"
-        ]
-        assert any("redis-1" in e["message"] and e["type"] == "Warning" for e in events), events
+        assert_forced_over_divergence(cluster, ns, out, "redis-1", operator.output())
         during = writer.acked
         assert during > started, (started, during)  # the primary took writes while the resync ran
         # The writer goes on a little after the swap, then stops; every write was acknowledged.
@@ -261,10 +228,4 @@ def test_redis_probe_guard_and_forced_resync_with_restore_hook(
     finally:
         if writer is not None:
             writer.stop()
-        cluster.kubectl("scale", "sts", "redis", "-n", ns, "--replicas=0", check=False)
-        wait_for(
-            lambda: not get(cluster, "pods", "-n", ns, "-l", "app=redis")["items"],
-            90,
-            "the Redis pods to stop",
-        )
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        stop_engine(cluster, ns, "redis")

@@ -142,12 +142,22 @@ def test_decode_patch_content_type_matching_is_exact(content_type: str) -> None:
         decode_patch(content_type, b"{}")
 
 
-def test_decode_patch_server_side_apply_is_not_implemented() -> None:
+def test_decode_patch_apply_yaml_decodes_a_map() -> None:
+    # handlers/patch.go: applyPatcher: yaml.Unmarshal into a map; null leaves it empty.
+    assert decode_patch(APPLY_PATCH_YAML, b"apiVersion: v1\nkind: ConfigMap\n") == {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+    }
+    assert decode_patch(APPLY_PATCH_YAML, b"null") == {}
     with pytest.raises(PatchError) as ei:
-        decode_patch(APPLY_PATCH_YAML, b"apiVersion: v1\nkind: ConfigMap\n")
-    assert (ei.value.code, ei.value.reason) == (415, "UnsupportedMediaType")
-    assert "does not implement server-side apply" in ei.value.message
-    assert APPLY_PATCH_YAML in ei.value.message
+        decode_patch(APPLY_PATCH_YAML, b"[1, 2]")
+    assert (ei.value.code, ei.value.reason) == (400, "BadRequest")
+    assert ei.value.message.startswith("error decoding YAML: ")
+    with raises_patch_error(400, "BadRequest"):
+        decode_patch(APPLY_PATCH_YAML, b"a: [")
+    # apply-patch+cbor is not accepted (the CBOR feature gates are off by default).
+    with raises_patch_error(415, "UnsupportedMediaType"):
+        decode_patch("application/apply-patch+cbor", b"\xa0")
 
 
 def test_decode_patch_custom_resources_refuse_strategic_merge_patch() -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import builtin_schema, crdschema, gonum, k8sdefs, podsecurity, strategies
+from . import builtin_schema, crdschema, fieldmanager, gonum, k8sdefs, podsecurity, strategies
 from .errors import (
     Cause,
     StatusError,
@@ -41,7 +41,17 @@ from .selectors import (
 from .store import JSON, Store, deep_copy
 
 FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
+#: Encoded managedFields entries (a module-level alias: ``APIServer.list`` shadows ``list``).
+ManagedEntries = list[dict[str, Any]]
+CauseList = list[Cause]
 CRD_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
+
+
+#: The User-Agent of kubesim's own controllers, from which their field manager is derived
+#: (handlers/create.go: managerOrUserAgent). Upstream they run in kube-controller-manager.
+CONTROLLER_USER_AGENT = "kube-controller-manager/v1.37.0 (linux/amd64) kubernetes/kubesim"
+KUBELET_USER_AGENT = "kubelet/v1.37.0 (linux/amd64) kubernetes/kubesim"
+SCHEDULER_USER_AGENT = "kube-scheduler/v1.37.0 (linux/amd64) kubernetes/kubesim"
 
 
 @dataclass
@@ -49,6 +59,30 @@ class WriteOptions:
     dry_run: bool = False
     field_validation: str = "Warn"
     field_manager: str = ""
+    user_agent: str = CONTROLLER_USER_AGENT
+    #: PatchOptions.force (None when the request does not set it).
+    force: bool | None = None
+    #: The subresource a write is recorded under in managedFields when it is not the one the
+    #: write goes through (a ``scale`` write is an update of the main resource here).
+    record_subresource: str = ""
+
+    @classmethod
+    def kubelet(cls) -> WriteOptions:
+        return cls(user_agent=KUBELET_USER_AGENT)
+
+    @classmethod
+    def scheduler(cls) -> WriteOptions:
+        return cls(user_agent=SCHEDULER_USER_AGENT)
+
+    @property
+    def internal(self) -> bool:
+        """A write by one of kubesim's own components (not over HTTP)."""
+        return self.user_agent in (CONTROLLER_USER_AGENT, KUBELET_USER_AGENT, SCHEDULER_USER_AGENT)
+
+    @property
+    def manager(self) -> str:
+        """handlers/create.go: managerOrUserAgent."""
+        return self.field_manager or fieldmanager.manager_from_user_agent(self.user_agent)
 
 
 @dataclass
@@ -364,8 +398,18 @@ class APIServer:
         }
 
     # -- create ------------------------------------------------------------------------------
-    def create(self, rt: ResourceType, namespace: str, body: Any, opts: WriteOptions | None = None) -> Result:
+    def create(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        body: Any,
+        opts: WriteOptions | None = None,
+        *,
+        applied: ManagedEntries | None = None,
+    ) -> Result:
+        """``applied``: the managedFields an apply computed (create-on-apply), kept as they are."""
         opts = opts or WriteOptions()
+        _check_field_manager("CreateOptions", opts.field_manager)
         obj, warnings = self.decode(rt, body, opts)
         meta = obj["metadata"]
         if rt.namespaced:
@@ -379,6 +423,7 @@ class APIServer:
             meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generate_name(meta["generateName"])
+        body_managed = meta.get("managedFields")
         # BeforeCreate: server-set metadata.
         for k in (
             "uid",
@@ -401,8 +446,12 @@ class APIServer:
         if rt.crd is not None:
             assert rt.schema is not None
             obj = crdschema.apply_defaults(obj, rt.schema)
+            self._manage_create(rt, obj, body_managed, opts, applied)
         else:
             strategies.default(rt, obj)
+            # handlers/create.go: the field manager sees the decoded (defaulted) object, before
+            # the strategy's PrepareForCreate.
+            self._manage_create(rt, obj, body_managed, opts, applied)
             strategies.prepare_for_create(rt, obj)
         self._admit_create(rt, obj)
         self._canonicalize(rt, obj)
@@ -470,6 +519,7 @@ class APIServer:
         internal_patch: bool = False,
     ) -> Result:
         opts = opts or WriteOptions()
+        _check_field_manager("UpdateOptions", opts.field_manager)
         ns = namespace if rt.namespaced else ""
         stored_old = self.store.get(rt.storage_key, ns, name)
         if stored_old is None:
@@ -520,10 +570,12 @@ class APIServer:
         opts: WriteOptions,
         subresource: str,
         warnings: list[str],
+        applied: ManagedEntries | None = None,
     ) -> Result:
         meta = obj["metadata"]
         old_meta = old["metadata"]
         name = old_meta["name"]
+        body_managed = meta.get("managedFields")
         if subresource == "status":
             # Status strategies: only .status of the new object is kept.
             new = deep_copy(old)
@@ -533,6 +585,7 @@ class APIServer:
                 new.pop("status", None)
             obj = new
             meta = obj["metadata"]
+            self._manage_update(rt, old, obj, None, opts, subresource, applied)
         else:
             # Server-owned metadata stays as it is.
             for k in (
@@ -578,8 +631,12 @@ class APIServer:
                 assert rt.schema is not None
                 obj = crdschema.apply_defaults(obj, rt.schema)
                 meta = obj["metadata"]
+                self._manage_update(rt, old, obj, body_managed, opts, subresource, applied)
             else:
                 strategies.default(rt, obj)
+                # handlers/update.go: the field manager runs on the decoded (defaulted) object, in
+                # the update's transformers, before the strategy's PrepareForUpdate.
+                self._manage_update(rt, old, obj, body_managed, opts, subresource, applied)
                 strategies.prepare_for_update(rt, obj, old)
             if rt.track_generation and _spec_changed(rt, obj, old):
                 meta["generation"] = int(old_meta.get("generation", 1)) + 1
@@ -611,6 +668,94 @@ class APIServer:
         strategies.after_write(self, rt, stored, old)
         return Result(self.to_external(rt, stored), 200, warnings)
 
+    # -- managed fields ----------------------------------------------------------------------
+    def _schema(self, rt: ResourceType) -> fieldmanager.Node:
+        if rt.crd is not None:
+            return rt.schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        name = k8sdefs.definition_name(rt.group, rt.version, rt.kind)
+        return {"$ref": f"#/$defs/{name}"} if name else None
+
+    def _manage_create(
+        self,
+        rt: ResourceType,
+        obj: JSON,
+        body_managed: Any,
+        opts: WriteOptions,
+        applied: ManagedEntries | None,
+    ) -> None:
+        """handlers/create.go: FieldManager.UpdateNoErrors(new empty object, obj, manager)."""
+        meta = obj["metadata"]
+        if applied is not None:
+            meta["managedFields"] = applied
+            return
+        try:
+            managers = fieldmanager.decode_managed(body_managed)
+        except ValueError:
+            managers = {}
+        empty = {"apiVersion": rt.api_version, "kind": rt.kind, "metadata": {}}
+        self._set_managed(rt, empty, obj, managers, opts, "", creating=True)
+
+    def _manage_update(
+        self,
+        rt: ResourceType,
+        old: JSON,
+        obj: JSON,
+        body_managed: Any,
+        opts: WriteOptions,
+        subresource: str,
+        applied: ManagedEntries | None,
+    ) -> None:
+        """fieldmanager.go: FieldManager.Update: the request's managedFields if they decode and are
+        not empty (and this is no subresource), else the live ones."""
+        if applied is not None:
+            obj["metadata"]["managedFields"] = applied
+            return
+        managers: fieldmanager.Managers = {}
+        try:
+            # kubesim's own components never mean to set managedFields: their read-modify-writes
+            # carry no resourceVersion, so the copy they read may be stale.
+            if body_managed and not subresource and not opts.internal:
+                managers = fieldmanager.decode_managed(body_managed)
+        except ValueError:
+            managers = {}
+        if not managers:
+            try:
+                managers = fieldmanager.decode_managed(old["metadata"].get("managedFields"))
+            except ValueError:
+                managers = {}
+        self._set_managed(
+            rt, old, obj, managers, opts, opts.record_subresource or subresource, creating=False
+        )
+
+    def _set_managed(
+        self,
+        rt: ResourceType,
+        live: JSON,
+        obj: JSON,
+        managers: fieldmanager.Managers,
+        opts: WriteOptions,
+        subresource: str,
+        *,
+        creating: bool,
+    ) -> None:
+        key = fieldmanager.manager_key(opts.manager, "Update", rt.api_version, subresource)
+        ignored = fieldmanager.reset_fields(rt.status_subresource, subresource, obj.keys())
+        managers = fieldmanager.update(
+            live,
+            obj,
+            managers,
+            key,
+            rt.api_version,
+            self._schema(rt),
+            ignored,
+            now(),
+            creating_builtin=creating and rt.builtin,
+        )
+        if managers:
+            obj["metadata"]["managedFields"] = fieldmanager.encode_managed(managers)
+        else:
+            obj["metadata"].pop("managedFields", None)
+
     # -- patch -------------------------------------------------------------------------------
     def patch(
         self,
@@ -626,14 +771,28 @@ class APIServer:
 
         opts = opts or WriteOptions()
         ns = namespace if rt.namespaced else ""
-        stored_old = self.store.get(rt.storage_key, ns, name)
-        if stored_old is None:
-            raise not_found(rt.plural, rt.group, name)
-        old = self.to_external(rt, stored_old)
         ctype = content_type.split(";")[0].strip()
         # handlers/patch.go: custom resources take no strategic merge patch (415 from decode_patch).
         supported = patchlib.BUILTIN_PATCH_TYPES if rt.builtin else patchlib.CUSTOM_RESOURCE_PATCH_TYPES
-        doc = patchlib.decode_patch(ctype, body, supported_types=supported)
+        doc = patchlib.decode_patch(content_type, body, supported_types=supported)
+        # handlers/patch.go: PatchResource validates the options (ValidatePatchOptions) first.
+        causes: CauseList = []
+        if ctype != patchlib.APPLY_PATCH_YAML:
+            if opts.force is not None:
+                causes.append(
+                    field_error("FieldValueForbidden", "force", "may not be specified for non-apply patch")
+                )
+        elif not opts.field_manager:
+            causes.append(field_error("FieldValueRequired", "fieldManager", "is required for apply patch"))
+        causes.extend(_field_manager_causes(opts.field_manager))
+        if causes:
+            raise invalid("PatchOptions", "meta.k8s.io", "", causes)
+        stored_old = self.store.get(rt.storage_key, ns, name)
+        if ctype == patchlib.APPLY_PATCH_YAML:
+            return self._apply(rt, ns, name, doc, stored_old, opts, subresource)
+        if stored_old is None:
+            raise not_found(rt.plural, rt.group, name)
+        old = self.to_external(rt, stored_old)
         if ctype == "application/json-patch+json":
             patched = patchlib.json_patch(old, doc)
         elif ctype == "application/merge-patch+json":
@@ -660,6 +819,98 @@ class APIServer:
                 f"the name of the object ({obj['metadata'].get('name')}) does not match the name on the URL ({name})"
             )
         return self._update(rt, old, obj, opts, subresource, warnings)
+
+    def _apply(
+        self,
+        rt: ResourceType,
+        ns: str,
+        name: str,
+        config: JSON,
+        stored_old: JSON | None,
+        opts: WriteOptions,
+        subresource: str,
+    ) -> Result:
+        """handlers/patch.go: applyPatcher, with FieldManager.Apply; creates when the object is absent."""
+        from .patch import PatchError
+
+        # versioncheck.go: the applied object must be of the endpoint's kind and version.
+        api_version = config.get("apiVersion")
+        kind = config.get("kind")
+        if api_version != rt.api_version or kind != rt.kind:
+            av = api_version if isinstance(api_version, str) else ""
+            group, _, version = av.rpartition("/")
+            raise bad_request(
+                f"invalid object type: {group}/{version}, Kind={kind if isinstance(kind, str) else ''}"
+            )
+        meta = config.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise bad_request("the object provided is unrecognized: metadata must be an object")
+        if (meta or {}).get("managedFields") is not None:
+            # structuredmerge.go: Apply
+            raise bad_request("metadata.managedFields must be nil")
+        if stored_old is None and subresource:
+            raise not_found(rt.plural, rt.group, name)
+        creating = stored_old is None
+        if creating:
+            # handlers/patch.go: applyPatcher.createNewObject: the apply runs on a new empty object.
+            live: JSON = {"apiVersion": rt.api_version, "kind": rt.kind, "metadata": {}}
+            managers: fieldmanager.Managers = {}
+        else:
+            assert stored_old is not None
+            live = self.to_external(rt, stored_old)
+            try:
+                managers = fieldmanager.decode_managed(live["metadata"].get("managedFields"))
+            except ValueError as e:
+                raise PatchError(500, "", f"failed to decode managed fields: {e}") from None
+        key = fieldmanager.manager_key(opts.field_manager, "Apply", rt.api_version, subresource)
+        schema = self._schema(rt)
+        ignored = fieldmanager.reset_fields(rt.status_subresource, subresource, {*live, *config})
+        try:
+            merged, managers = fieldmanager.apply(
+                live, config, managers, key, rt.api_version, schema, ignored, now(), bool(opts.force)
+            )
+        except fieldmanager.TypedError as e:
+            # structuredmerge.go: objectGVKNN of the applied object (its own namespace and name)
+            gvk = f"{rt.group}/{rt.version}, Kind={rt.kind}"
+            nn = f"{(meta or {}).get('namespace', '')}/{(meta or {}).get('name', '')}"
+            raise PatchError(500, "", f"failed to create typed patch object ({nn}; {gvk}): {e}") from None
+        except fieldmanager.ConflictError as e:
+            raise fieldmanager.conflict_error(e.conflicts, managers) from None
+        # lastappliedupdater.go: an apply by "kubectl" keeps kubectl's client-side annotation in step.
+        annotations = (merged.get("metadata") or {}).get("annotations") or {}
+        if opts.field_manager == fieldmanager.KUBECTL_MANAGER and annotations.get(fieldmanager.LAST_APPLIED):
+            merged["metadata"]["annotations"] = {
+                **annotations,
+                fieldmanager.LAST_APPLIED: fieldmanager.build_last_applied(config),
+            }
+        encoded = fieldmanager.encode_managed(managers)
+        merged_meta = merged.setdefault("metadata", {})
+        # patch.go: checkName
+        if merged_meta.get("name", "") != name:
+            raise bad_request(
+                f"the name of the object ({merged_meta.get('name', '')}) does not match the name on the URL ({name})"
+            )
+        if rt.namespaced and merged_meta.get("namespace") and merged_meta["namespace"] != ns:
+            raise bad_request(
+                f"the namespace of the object ({merged_meta['namespace']}) does not match the namespace on the request ({ns})"
+            )
+        if creating:
+            res = self.create(rt, ns, merged, opts, applied=encoded)
+            return res
+        assert stored_old is not None
+        old = self.to_external(rt, stored_old)
+        # A resourceVersion in the applied config is a precondition (registry/store.go: Update).
+        applied_rv = (config.get("metadata") or {}).get("resourceVersion")
+        if applied_rv and applied_rv != old["metadata"]["resourceVersion"]:
+            raise conflict(
+                rt.plural,
+                rt.group,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            )
+        merged_meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+        obj, warnings = self.decode(rt, merged, opts, old=old)
+        return self._update(rt, old, obj, opts, subresource, warnings, applied=encoded)
 
     # -- delete ------------------------------------------------------------------------------
     def delete(
@@ -924,8 +1175,23 @@ class APIServer:
                 "the object has been modified; please apply your changes to the latest version and try again",
             )
         simple_set(obj, rt.scale_subresource["specReplicasPath"], replicas)
-        self.update(rt, namespace, name, obj, opts, internal_patch=True)
+        # The scale subresource's writes are recorded as such (its own field manager upstream).
+        self.update(rt, namespace, name, obj, replace(opts, record_subresource="scale"), internal_patch=True)
         return Result(self.get_scale(rt, namespace, name), 200)
+
+
+def _field_manager_causes(manager: str) -> list[Cause]:
+    out = []
+    for type_, detail, value in fieldmanager.validate_field_manager(manager):
+        out.append(field_error(type_, "fieldManager", detail, value, show_value=value is not None))
+    return out
+
+
+def _check_field_manager(kind: str, manager: str) -> None:
+    """ValidateCreateOptions / ValidateUpdateOptions: the fieldManager query parameter."""
+    causes = _field_manager_causes(manager)
+    if causes:
+        raise invalid(kind, "meta.k8s.io", "", causes)
 
 
 def _scale_int32(v: Any) -> int:

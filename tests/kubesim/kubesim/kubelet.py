@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from . import dns, events, runtime, storage
+from .apiserver import WriteOptions
 from .controllers.base import Controller
 from .controllers.nodes import node_ip, node_names
 from .controllers.scheduler import (
@@ -1665,7 +1666,15 @@ class Kubelet(Controller):
             return
         cur["status"] = status
         try:
-            self.api.update(self.pod_rt, rt.ns, rt.name, cur, subresource="status", internal_patch=True)
+            self.api.update(
+                self.pod_rt,
+                rt.ns,
+                rt.name,
+                cur,
+                WriteOptions.kubelet(),
+                subresource="status",
+                internal_patch=True,
+            )
         except StatusError as e:
             if e.code not in (404, 409, 422):
                 raise

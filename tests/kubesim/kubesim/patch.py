@@ -24,8 +24,9 @@ Every failure is a :class:`PatchError` (a :class:`kubesim.errors.StatusError`) w
 errors become ``500`` with an empty (``Unknown``) reason and the Go error text as message, as
 ``responsewriters.ErrorToAPIStatus`` does.
 
-Server-side apply (``application/apply-patch+yaml``) is not implemented: :func:`decode_patch`
-rejects it with 415.
+Server-side apply (``application/apply-patch+yaml``) is decoded here (:func:`decode_apply_patch`)
+and applied by :mod:`kubesim.fieldmanager`; ``application/apply-patch+cbor`` is not among the
+accepted types (415), as on a server without the CBOR feature gates.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "MERGE_PATCH",
     "STRATEGIC_MERGE_PATCH",
     "PatchError",
+    "decode_apply_patch",
     "decode_patch",
     "json_merge_patch",
     "json_patch",
@@ -504,6 +506,30 @@ def _unsupported_media_type(accepted: Iterable[str]) -> PatchError:
     )
 
 
+def decode_apply_patch(body: bytes) -> dict[str, Any]:
+    """handlers/patch.go: applyPatcher.applyPatchToCurrentObject: ``yaml.Unmarshal`` into a map.
+
+    A ``null`` (or empty) document leaves the map empty; anything but a mapping is a 400.
+    """
+    import yaml
+
+    try:
+        value = yaml.safe_load(body) if body.strip() else None
+    except yaml.YAMLError as e:
+        raise _bad_request(f"error decoding YAML: {e}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad_request(
+            "error decoding YAML: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal "
+            f"{'array' if isinstance(value, list) else 'string' if isinstance(value, str) else 'number'} "
+            "into Go value of type map[string]interface {}"
+        )
+    from kubesim import gonum
+
+    return dict(gonum.normalize(value))
+
+
 def decode_patch(
     content_type: str,
     body: bytes,
@@ -524,14 +550,8 @@ def decode_patch(
         ct = ct[:idx]
     if ct not in supported_types:
         raise _unsupported_media_type(supported_types)
-    if ct in (APPLY_PATCH_YAML, APPLY_PATCH_CBOR):
-        others = [t for t in supported_types if t not in (APPLY_PATCH_YAML, APPLY_PATCH_CBOR)]
-        raise PatchError(
-            415,
-            "UnsupportedMediaType",
-            f"kubesim does not implement server-side apply ({ct}); "
-            f"accepted media types include: {', '.join(others)}",
-        )
+    if ct == APPLY_PATCH_YAML:
+        return decode_apply_patch(body)
     if ct not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH):
         raise _unsupported_media_type(supported_types)
     try:

@@ -466,7 +466,16 @@ class HTTPFront:
 
                 current = self.api.get_scale(rt, ns, name)
                 ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
-                doc = patchlib.decode_patch(ctype, raw)
+                # kubesim does not apply (server-side) through the scale subresource: 415.
+                doc = patchlib.decode_patch(
+                    ctype,
+                    raw,
+                    supported_types=(
+                        patchlib.JSON_PATCH,
+                        patchlib.MERGE_PATCH,
+                        patchlib.STRATEGIC_MERGE_PATCH,
+                    ),
+                )
                 if ctype == "application/json-patch+json":
                     patched = patchlib.json_patch(current, doc)
                 else:  # a Scale has no lists: a strategic merge is a merge
@@ -520,7 +529,23 @@ class HTTPFront:
             raise bad_request(
                 f'fieldValidation parameter unsupported: "{fv}". Valid values are: Ignore, Warn, Strict'
             )
-        return WriteOptions(dry_run=bool(dry), field_validation=fv, field_manager=q.get("fieldManager", ""))
+        force: bool | None = None
+        if "force" in q:
+            # runtime.ParameterCodec: a bool query parameter goes through strconv.ParseBool.
+            raw = q.get("force", "")
+            if raw in ("1", "t", "T", "true", "TRUE", "True"):
+                force = True
+            elif raw in ("0", "f", "F", "false", "FALSE", "False"):
+                force = False
+            else:
+                raise bad_request(f'strconv.ParseBool: parsing "{raw}": invalid syntax')
+        return WriteOptions(
+            dry_run=bool(dry),
+            field_validation=fv,
+            field_manager=q.get("fieldManager", ""),
+            user_agent=request.headers.get("User-Agent", ""),
+            force=force,
+        )
 
     async def read_body(self, request: web.Request, rt: ResourceType | None = None, sub: str = "") -> Any:
         raw = await request.read()

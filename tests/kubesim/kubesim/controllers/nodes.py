@@ -30,6 +30,7 @@ from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import events
+from ..apiserver import WriteOptions
 from ..errors import StatusError
 from ..meta import now, now_micro, parse_time
 from ..store import Change, deep_copy
@@ -227,10 +228,12 @@ class NodeController(Controller):
         api = cluster.api
         node_rt = api.resource("", "v1", "nodes")
         for i, name in enumerate(node_names(cluster.config.nodes), start=1):
-            api.create(node_rt, "", initial_node(name, i))
+            api.create(node_rt, "", initial_node(name, i), WriteOptions.kubelet())
             cur = api.get(node_rt, "", name)
             cur["status"] = node_status(name, healthy_conditions())
-            api.update(node_rt, "", name, cur, subresource="status", internal_patch=True)
+            api.update(
+                node_rt, "", name, cur, WriteOptions.kubelet(), subresource="status", internal_patch=True
+            )
             _renew_lease(cluster, name, api.get(node_rt, "", name)["metadata"]["uid"])
 
     def start(self) -> None:
@@ -334,7 +337,9 @@ class NodeController(Controller):
         node.setdefault("status", {})["conditions"] = healthy_conditions(
             (node.get("status") or {}).get("conditions")
         )
-        self.api.update(self.node_rt, "", name, node, subresource="status", internal_patch=True)
+        self.api.update(
+            self.node_rt, "", name, node, WriteOptions.kubelet(), subresource="status", internal_patch=True
+        )
         _renew_lease(self.cluster, name, node["metadata"]["uid"])
         events.record(
             self.api, node, "Normal", "NodeReady", f"Node {name} status is now: NodeReady", "kubelet", name
@@ -498,13 +503,13 @@ def _renew_lease(cluster: Cluster, node: str, node_uid: str) -> None:
             },
         }
         try:
-            api.create(rt, LEASE_NAMESPACE, body)
+            api.create(rt, LEASE_NAMESPACE, body, WriteOptions.kubelet())
         except StatusError as e:
             if e.code != 409:
                 raise
         return
     cur.setdefault("spec", {})["renewTime"] = now_micro()
-    api.update(rt, LEASE_NAMESPACE, node, cur, internal_patch=True)
+    api.update(rt, LEASE_NAMESPACE, node, cur, WriteOptions.kubelet(), internal_patch=True)
 
 
 __all__ = [

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiohttp import web
 
 from .. import events
+from ..apiserver import WriteOptions
 from ..errors import StatusError, bad_request, conflict, not_found
 from ..meta import now
 from ..store import Change, deep_copy
@@ -763,14 +764,14 @@ class Scheduler(Controller):
                         "resourceVersion": pvc["metadata"]["resourceVersion"],
                     }
                     pv["metadata"].setdefault("annotations", {})[ANN_BOUND_BY_CONTROLLER] = "yes"
-                    res = self.api.update(self.pv_rt, "", pv_name, pv)
+                    res = self.api.update(self.pv_rt, "", pv_name, pv, WriteOptions.scheduler())
                     binding.pv_versions[pv_name] = res.obj["metadata"]["resourceVersion"]
             for claim in provision:
                 pvc = self.api.get(self.pvc_rt, ns, claim)
                 anns = pvc["metadata"].setdefault("annotations", {})
                 if anns.get(ANN_SELECTED_NODE) != node:
                     anns[ANN_SELECTED_NODE] = node
-                    self.api.update(self.pvc_rt, ns, claim, pvc)
+                    self.api.update(self.pvc_rt, ns, claim, pvc, WriteOptions.scheduler())
         except StatusError as e:
             return self._prebind_failed(pod, attempts, e.message)
         self._binding[uid] = binding
@@ -890,7 +891,15 @@ class Scheduler(Controller):
         status["conditions"] = [c for c in conds if c.get("type") != "PodScheduled"] + [new]
         status.pop("nominatedNodeName", None)
         try:
-            self.api.update(self.pod_rt, ns, name, cur, subresource="status", internal_patch=True)
+            self.api.update(
+                self.pod_rt,
+                ns,
+                name,
+                cur,
+                WriteOptions.scheduler(),
+                subresource="status",
+                internal_patch=True,
+            )
         except StatusError as e:
             if e.code not in (404, 409):
                 raise
