@@ -47,9 +47,14 @@ pytest: venv ## Run the test suite only (PYTEST_WORKERS=N files at once; PYTEST_
 test: lint typecheck pytest ## Lint, type check and run every test (what CI runs).
 
 .PHONY: manifests
-manifests: venv ## Generate the CRDs (crds/, and the Helm chart's copy) from the pydantic models.
+manifests: venv ## Generate the CRDs (crds/, and the Helm chart's copy) and the API reference from the pydantic models.
 	$(BIN)/python -m clusterresync.crdgen crds
 	cp crds/clusterresync.io_*.yaml charts/clusterresync/crds/
+	$(MAKE) --no-print-directory docs
+
+.PHONY: docs
+docs: venv ## Generate the API reference (docs/reference/) from the CRDs the models make.
+	$(BIN)/python -m clusterresync.docgen docs/reference
 
 .PHONY: run
 run: venv ## Run the operator locally against $$KUBECONFIG (after `make deploy`: it needs the CRD and the Lease namespace).
@@ -70,6 +75,17 @@ demo-files: venv ## The same story on files (pods without processes; needs no da
 .PHONY: bench
 bench: venv ## Figures on kubesim: downtime, totals, reaction, API requests, memory, latency (bench/README.md).
 	$(BIN)/python bench/resync_bench.py $(BENCH_ARGS)
+
+# The operator image (Dockerfile). Needs a Docker engine, which the project's build machines lack:
+# it has not been built there (tests/unit/test_image.py checks the Dockerfile without one).
+IMAGE ?= ghcr.io/clusterresync/clusterresync-operator:0.1.0
+DOCKER ?= docker
+
+.PHONY: image
+image: ## Build the operator image (IMAGE=name:tag; needs a Docker engine).
+	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make image: '$(DOCKER)' not found: building the image needs Docker (or DOCKER=podman)" >&2; exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "make image: '$(DOCKER)' is installed but its engine is not reachable ($(DOCKER) info failed)" >&2; exit 1; }
+	$(DOCKER) build -t $(IMAGE) .
 
 .PHONY: e2e
 e2e: ## Kind-based end-to-end test (needs Docker; not runnable on the project's build machines)

@@ -19,8 +19,8 @@ distinct from Kopf's health endpoint (``--liveness``, port 8080 in manifests/):
   --metrics-port PORT      the port (default: $CLUSTERRESYNC_METRICS_PORT, else 9090; 0: no endpoint)
   --metrics-address ADDR   the address to bind (default: $CLUSTERRESYNC_METRICS_ADDRESS, else 0.0.0.0)
 
-Notifications by email (``notify.py``, docs/observability.md) go through an SMTP server configured
-here, never in a ClusterResync:
+Notifications by email (``notify.py``, docs/observability.md) go through the SMTP server configured
+here, unless a ClusterResync or ResyncPolicy names its own (``notify.email.smtp``):
 
   --smtp-host HOST         ($CLUSTERRESYNC_SMTP_HOST; unset: email notifications fail, webhooks work)
   --smtp-port PORT         ($CLUSTERRESYNC_SMTP_PORT; default 587, or 465 with --smtp-security=tls)
@@ -28,6 +28,8 @@ here, never in a ClusterResync:
   --smtp-from ADDRESS      the sender ($CLUSTERRESYNC_SMTP_FROM)
   --smtp-username USER     ($CLUSTERRESYNC_SMTP_USERNAME); the password only from the environment:
                            $CLUSTERRESYNC_SMTP_PASSWORD or the file $CLUSTERRESYNC_SMTP_PASSWORD_FILE
+  --smtp-ca-file PATH      CA certificates (PEM) trusted besides the system's, for this server and
+                           for the ones specs name ($CLUSTERRESYNC_SMTP_CA_FILE)
 
 Failed deliveries are retried $CLUSTERRESYNC_NOTIFY_MAX_ATTEMPTS times in all (5), waiting
 $CLUSTERRESYNC_NOTIFY_BACKOFF_SECONDS (30) after the first failure, doubling, at most 600 s.
@@ -60,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--smtp-security", default=None, choices=["starttls", "tls", "none"])
     p.add_argument("--smtp-from", default=None)
     p.add_argument("--smtp-username", default=None)
+    p.add_argument("--smtp-ca-file", default=None)
     return p
 
 
@@ -72,6 +75,7 @@ def notify_config(args: list[str]) -> tuple[notify.SmtpConfig, notify.RetryPolic
         security=known.smtp_security,
         sender=known.smtp_from,
         username=known.smtp_username,
+        ca_file=known.smtp_ca_file,
     )
     return smtp, notify.RetryPolicy.from_env()
 

@@ -44,6 +44,12 @@ def _immutable_but_approval() -> str:
 NOTIFY_VALIDATIONS: list[JSON] = [
     {"rule": "has(self.webhook) || has(self.email)", "message": "notify needs a webhook, an email, or both"},
 ]
+SMTP_VALIDATIONS: list[JSON] = [
+    {
+        "rule": "!has(self.credentialsSecretRef) || self.security != 'None'",
+        "message": "credentials are only sent over TLS: with credentialsSecretRef, security must be StartTLS or TLS",
+    },
+]
 PROBE_VALIDATIONS: list[JSON] = [
     {
         "rule": "!has(self.passwordEnv) || !has(self.passwordSecretRef)",
@@ -82,6 +88,7 @@ VALIDATIONS: dict[str, list[JSON]] = {
     ],
     "spec.probe": PROBE_VALIDATIONS,
     "spec.notify": NOTIFY_VALIDATIONS,
+    "spec.notify.email.smtp": SMTP_VALIDATIONS,
     "spec.primary": [
         {
             "rule": "has(self.podName) != has(self.selector)",
@@ -414,9 +421,23 @@ RESYNC_POLICY = CrdDef(
             **_SELECTOR_RULES,
             "spec.probe": PROBE_VALIDATIONS,
             "spec.resyncTemplate.notify": NOTIFY_VALIDATIONS,
+            "spec.resyncTemplate.notify.email.smtp": SMTP_VALIDATIONS,
+            "spec.notify": NOTIFY_VALIDATIONS,
+            "spec.notify.email.smtp": SMTP_VALIDATIONS,
         },
-        {"spec.volumes", "spec.resyncTemplate.notify.events", "spec.resyncTemplate.notify.email.to"},
-        {"status.conditions": ["type"], "status.pods": ["pod"], "status.seen": ["pod"]},
+        {
+            "spec.volumes",
+            "spec.resyncTemplate.notify.events",
+            "spec.resyncTemplate.notify.email.to",
+            "spec.notify.events",
+            "spec.notify.email.to",
+        },
+        {
+            "status.conditions": ["type"],
+            "status.pods": ["pod"],
+            "status.seen": ["pod"],
+            "status.notifications": ["id", "channel"],
+        },
     ),
     printer_columns=POLICY_COLUMNS,
     spec_description="What to watch, how to probe it, and when and how to remediate.",

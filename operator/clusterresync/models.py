@@ -267,11 +267,52 @@ class WebhookNotify(Model):
         "carry a token, so the URL is never in the spec, the status, an Event or a log. The operator must be "
         "granted get on that Secret (docs/observability.md#notifications)."
     )
+    format: Literal["Generic", "Slack"] = Field(
+        "Generic",
+        description="Generic: the JSON document of docs/observability.md#payload. Slack: a Slack incoming "
+        "webhook message (text and blocks; Mattermost accepts it too).",
+    )
+
+
+class SmtpCredentialsRef(Model):
+    name: Name = Field(
+        description="The Secret, in the object's namespace (the operator must be granted get on it)."
+    )
+    username_key: Annotated[str, Field(min_length=1, max_length=253)] = Field(
+        "username", description="The key of the Secret whose value is the SMTP user name."
+    )
+    password_key: Annotated[str, Field(min_length=1, max_length=253)] = Field(
+        "password", description="The key of the Secret whose value is the SMTP password."
+    )
+
+
+class SmtpSpec(Model):
+    host: Annotated[str, Field(min_length=1, max_length=253)] = Field(
+        description="The SMTP server's host name."
+    )
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None, description="Its port; default 587, or 465 with security TLS."
+    )
+    security: Literal["StartTLS", "TLS", "None"] = Field(
+        "StartTLS",
+        description="StartTLS: upgrade a plain connection (port 587); TLS: implicit TLS (port 465); None: no "
+        "encryption, and then no credentials are ever sent. The server's certificate is always verified "
+        "(the system's CAs, plus the operator's --smtp-ca-file).",
+    )
+    sender: EmailAddress = Field(alias="from", description="The From address.")
+    credentials_secret_ref: SmtpCredentialsRef | None = Field(
+        None, description="The Secret holding the user name and password (AUTH); none: no AUTH."
+    )
 
 
 class EmailNotify(Model):
     to: Annotated[list[EmailAddress], Field(min_length=1, max_length=20)] = Field(
-        description="Recipients (1 to 20). The SMTP server is the operator's (its --smtp-* flags), never set here."
+        description="Recipients (1 to 20)."
+    )
+    smtp: SmtpSpec | None = Field(
+        None,
+        description="The SMTP server to send through; default: the operator's (its --smtp-* flags, "
+        "docs/observability.md#email-an-smtp-server-in-the-spec).",
     )
 
 
@@ -279,10 +320,31 @@ class NotifySpec(Model):
     webhook: WebhookNotify | None = Field(
         None, description="POST a JSON document (docs/observability.md#payload) to a URL read from a Secret."
     )
-    email: EmailNotify | None = Field(None, description="Send an email through the operator's SMTP server.")
+    email: EmailNotify | None = Field(
+        None, description="Send an email, through spec.email.smtp or the operator's SMTP server."
+    )
     events: Annotated[list[NotifyEvent], Field(min_length=1, max_length=2)] = Field(
         default_factory=lambda: list[NotifyEvent](["Completed", "Failed"]),
         description="Which ends are notified: Completed, Failed (default: both).",
+    )
+
+
+PolicyNotifyEvent = Literal["DriftDetected", "RemediationStarted", "RemediationSuppressed", "InSyncAgain"]
+
+
+class PolicyNotifySpec(Model):
+    webhook: WebhookNotify | None = Field(
+        None, description="POST a JSON document (docs/policies.md#notifications) to a URL read from a Secret."
+    )
+    email: EmailNotify | None = Field(
+        None, description="Send an email, through spec.notify.email.smtp or the operator's SMTP server."
+    )
+    events: Annotated[list[PolicyNotifyEvent], Field(min_length=1, max_length=4)] = Field(
+        default_factory=lambda: list[PolicyNotifyEvent](
+            ["DriftDetected", "RemediationStarted", "RemediationSuppressed"]
+        ),
+        description="Which decisions are notified, each once when it changes (as its Event): DriftDetected, "
+        "RemediationStarted, RemediationSuppressed, InSyncAgain (default: the first three).",
     )
 
 
@@ -656,6 +718,12 @@ class ResyncPolicySpec(Model):
     failed_history_limit: Annotated[int, Field(ge=0, le=100)] = Field(
         1, description="Failed ClusterResyncs of this policy kept (the oldest are deleted)."
     )
+    notify: PolicyNotifySpec | None = Field(
+        None,
+        description="Tell a webhook and/or email recipients of the policy's decisions (docs/policies.md#notifications), "
+        "once per change, recorded in status.notifications. A notification never delays a probe or a remediation. "
+        "(resyncTemplate.notify is for the ends of the remediations themselves.)",
+    )
 
 
 class PodProbe(Model):
@@ -698,6 +766,34 @@ class Remediation(Model):
     )
 
 
+MAX_POLICY_NOTIFICATIONS = 20  # status.notifications of a ResyncPolicy (the oldest delivered go first)
+
+
+class PolicyNotificationStatus(Model):
+    id: Annotated[str, Field(max_length=256)] = Field(description="The decision's id (the payload's id).")
+    channel: Literal["Webhook", "Email"] = Field(description="How it is delivered.")
+    event: PolicyNotifyEvent = Field(description="The decision it tells of.")
+    reason: Annotated[str, Field(max_length=128)] = Field("", description="The decision's reason.")
+    message: Annotated[str, Field(max_length=MAX_REASON)] = Field(
+        "", description="What was decided, and why."
+    )
+    replicas: Annotated[list[Name], Field(max_length=MAX_REPLICAS)] = Field(
+        default_factory=list, description="The replicas concerned."
+    )
+    resync: Name | None = Field(None, description="The ClusterResync created (RemediationStarted).")
+    created_at: Timestamp = Field(description="When the decision was made.")
+    attempts: Annotated[int, Field(ge=0)] = Field(0, description="Delivery attempts made.")
+    sent_at: Timestamp | None = Field(None, description="When it was delivered (it is not sent again).")
+    last_attempt_at: Timestamp | None = Field(None, description="When it was last tried.")
+    next_attempt_at: Timestamp | None = Field(None, description="When it is tried again, after a failure.")
+    last_error: Annotated[str, Field(max_length=MAX_REASON)] | None = Field(
+        None, description="Why the last attempt failed (never the URL or a credential)."
+    )
+    gave_up: bool = Field(
+        False, description="The attempts ran out: a Warning Event NotificationFailed was posted."
+    )
+
+
 class ResyncPolicyStatus(Model):
     conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
         default_factory=list,
@@ -724,6 +820,13 @@ class ResyncPolicyStatus(Model):
     )
     last_decision: Annotated[str, Field(max_length=MAX_MESSAGE)] = Field(
         "", description="Why a remediation was, or was not, started the last time one was needed."
+    )
+    notifications: Annotated[list[PolicyNotificationStatus], Field(max_length=MAX_POLICY_NOTIFICATIONS)] = (
+        Field(
+            default_factory=list,
+            description="With spec.notify: the last decisions notified (one per decision and channel, at most 20) "
+            "and how each delivery went.",
+        )
     )
 
 

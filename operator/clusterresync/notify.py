@@ -1,21 +1,27 @@
-"""Notifications when a ClusterResync ends (``spec.notify``): a webhook POST and/or an email.
+"""Notifications: when a ClusterResync ends (``spec.notify``), and a ResyncPolicy's decisions
+(its ``spec.notify``): a webhook POST (a generic JSON document, or a Slack incoming-webhook
+message) and/or an email (through the operator's SMTP server, or one of the spec's).
 
-The decisions are pure (``decide``, ``attempted``, ``payload``, ``email_message``): which deliveries
-are due, when a failed one is tried again, when the attempts run out. The delivery itself
-(``deliver``) is the only I/O: it reads the webhook's URL from its Secret through the adapter
-(live, never cached), POSTs, or talks SMTP.
+The decisions are pure (``decide``, ``attempted``, ``payload``, ``slack_payload``,
+``email_message``; for policies ``policy_queue``, ``policy_due``, ``policy_attempted`` and their
+payloads): which deliveries are due, when a failed one is tried again, when the attempts run out.
+The delivery itself (``deliver``, ``deliver_policy``) is the only I/O: it reads the webhook's URL
+and the SMTP credentials of a spec from their Secrets through the adapter (live, never cached),
+POSTs, or talks SMTP (certificates always verified).
 
-Delivery is at least once, and recorded in ``status.notifications`` (one record per channel and
-event): a delivered record has ``sentAt`` and is never sent again, by this process or a restarted
-one. A failure records ``lastError`` and ``nextAttemptAt`` (backoff doubling from
+Delivery is at least once, and recorded in ``status.notifications`` (a ClusterResync: one record
+per channel and event; a policy: one per decision and channel, queued in the same status write
+as the decision): a delivered record has ``sentAt`` and is never sent again, by this process or a
+restarted one. A failure records ``lastError`` and ``nextAttemptAt`` (backoff doubling from
 ``RetryPolicy.backoff_seconds``); after ``max_attempts`` the record ``gaveUp`` and a Warning Event
 ``NotificationFailed`` is posted. A crash (or a lost status write) between a delivery and its
 record sends it again: receivers deduplicate by the ``id`` of the payload (also the
 ``X-ClusterResync-Delivery`` header).
 
-Notifications never delay or fail the resync: they are decided only once it is Completed or
-Failed, and their errors only ever reach ``status.notifications`` and the Event. The URL (it
-often carries a token) and the SMTP password are never logged, recorded or put in an error.
+Notifications never delay or fail the resync, nor a policy's probes and remediations: they are
+delivered after them, and their errors only ever reach ``status.notifications`` and the Event.
+The URL (it often carries a token) and the SMTP passwords are never logged, recorded or put in
+an error.
 """
 
 from __future__ import annotations
@@ -28,16 +34,30 @@ import smtplib
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import structlog
 
 from . import metrics
+from .conditions import PolicyCondition, PolicyEventReason, PolicyReason
 from .kube import ErrorKind, Kube, KubeError
-from .models import GROUP, MAX_REASON, NotificationStatus, NotifySpec
-from .state import Ref, Resync
+from .models import (
+    GROUP,
+    MAX_POLICY_NOTIFICATIONS,
+    MAX_REASON,
+    EmailNotify,
+    NotificationStatus,
+    NotifySpec,
+    PolicyNotificationStatus,
+    PolicyNotifySpec,
+    ResyncPolicyStatus,
+    WebhookNotify,
+)
+from .policy import Policy
+from .state import Event, Ref, Resync
 
 log = structlog.get_logger("clusterresync.notify")
 
@@ -75,7 +95,8 @@ Security = Literal["starttls", "tls", "none"]
 
 @dataclass(frozen=True)
 class SmtpConfig:
-    """The operator's SMTP server (flags or environment; never in a ClusterResync)."""
+    """An SMTP server: the operator's (flags or environment), or a spec's ``email.smtp`` with its
+    credentials read from a Secret (``smtp_config``)."""
 
     host: str = ""
     port: int = 587
@@ -83,6 +104,7 @@ class SmtpConfig:
     sender: str = ""
     username: str = ""
     password: str = field(default="", repr=False)
+    ca_file: str = ""  # CAs trusted besides the system's, for every SMTP server (also a spec's)
 
     @property
     def configured(self) -> bool:
@@ -98,9 +120,10 @@ class SmtpConfig:
         security: str | None = None,
         sender: str | None = None,
         username: str | None = None,
+        ca_file: str | None = None,
     ) -> SmtpConfig:
         """Flags first, then ``CLUSTERRESYNC_SMTP_HOST``, ``_PORT``, ``_SECURITY``, ``_FROM``,
-        ``_USERNAME``; the password only from ``CLUSTERRESYNC_SMTP_PASSWORD`` or the file named by
+        ``_USERNAME``, ``_CA_FILE``; the password only from ``CLUSTERRESYNC_SMTP_PASSWORD`` or the file named by
         ``CLUSTERRESYNC_SMTP_PASSWORD_FILE`` (a mounted Secret): a flag would show in ``ps``."""
         e = os.environ if env is None else env
         sec = (security or e.get("CLUSTERRESYNC_SMTP_SECURITY") or "starttls").lower()
@@ -118,6 +141,7 @@ class SmtpConfig:
             sender=sender or e.get("CLUSTERRESYNC_SMTP_FROM") or "",
             username=username or e.get("CLUSTERRESYNC_SMTP_USERNAME") or "",
             password=password,
+            ca_file=ca_file or e.get("CLUSTERRESYNC_SMTP_CA_FILE") or "",
         )
 
 
@@ -148,7 +172,7 @@ def _parse(s: str | None) -> dt.datetime | None:
         return None
 
 
-def channels(spec: NotifySpec) -> list[Channel]:
+def channels(spec: NotifySpec | PolicyNotifySpec) -> list[Channel]:
     out: list[Channel] = []
     if spec.webhook is not None:
         out.append("Webhook")
@@ -188,15 +212,22 @@ def decide(
         if r is None:
             due.append(channel)
             continue
-        if r.sent_at or r.gave_up:
+        left = _left(r, now)
+        if left is None:
             continue
-        at = _parse(r.next_attempt_at)
-        left = 0.0 if at is None else (at - now).total_seconds()
         if left <= 0:
             due.append(channel)
         else:
             wait = left if wait is None else min(wait, left)
     return Decision(tuple(due), wait)
+
+
+def _left(r: NotificationStatus | PolicyNotificationStatus, now: dt.datetime) -> float | None:
+    """Seconds until a record's next attempt (0 or less: now); None once sent or given up."""
+    if r.sent_at or r.gave_up:
+        return None
+    at = _parse(r.next_attempt_at)
+    return 0.0 if at is None else (at - now).total_seconds()
 
 
 def attempted(
@@ -209,6 +240,15 @@ def attempted(
 ) -> tuple[list[NotificationStatus], bool]:
     """The records after one attempt (``error`` None: delivered), and whether it just gave up."""
     old = record_of(notifications, channel, event) or NotificationStatus(channel=channel, event=event)  # type: ignore[arg-type]
+    new, gave_up = _after_attempt(old, now, error, retry)
+    out = [n for n in notifications if not (n.channel == channel and n.event == event)] + [new]
+    return out, gave_up
+
+
+R = TypeVar("R", NotificationStatus, PolicyNotificationStatus)
+
+
+def _after_attempt(old: R, now: dt.datetime, error: str | None, retry: RetryPolicy) -> tuple[R, bool]:
     attempts = old.attempts + 1
     if error is None:
         new = old.model_copy(
@@ -232,8 +272,7 @@ def attempted(
                 "gave_up": gave_up,
             }
         )
-    out = [n for n in notifications if not (n.channel == channel and n.event == event)] + [new]
-    return out, gave_up
+    return new, gave_up
 
 
 def _final(resync: Resync) -> tuple[str, str]:
@@ -332,6 +371,293 @@ def email_message(resync: Resync, smtp: SmtpConfig, to: list[str]) -> EmailMessa
     return msg
 
 
+# -- Slack-compatible messages (pure) --------------------------------------------------------------
+# Slack's incoming webhooks take {"text": ..., "blocks": [...]}: with blocks, ``text`` is the
+# fallback shown in notifications. A section's text is at most 3000 characters, a field's 2000,
+# at most 10 fields; &, < and > are escaped (Slack reads <...> as links and mentions).
+SLACK_TEXT_MAX = 3000
+SLACK_FIELD_MAX = 2000
+SLACK_FIELDS_MAX = 10
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def slack_message(summary: str, details: str, fields: list[tuple[str, str]], command: str) -> dict[str, Any]:
+    """A Slack incoming-webhook message: the summary as its text, and blocks with the details,
+    the facts as fields and the command to look further."""
+    head = f"*{_esc(summary)}*" + (f"\n{_esc(details)}" if details else "")
+    return {
+        "text": _cut(_esc(summary), SLACK_TEXT_MAX),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(head, SLACK_TEXT_MAX)}},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": _cut(f"*{_esc(k)}*\n{_esc(v or '-')}", SLACK_FIELD_MAX)}
+                    for k, v in fields[:SLACK_FIELDS_MAX]
+                ],
+            },
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": _cut(f"`{command}`", SLACK_TEXT_MAX)}],
+            },
+        ],
+    }
+
+
+def slack_payload(resync: Resync) -> dict[str, Any]:
+    """A ClusterResync's end as a Slack message (``webhook.format: Slack``)."""
+    p = payload(resync)
+    duration = p["durationSeconds"]
+    return slack_message(
+        f"ClusterResync {p['namespace']}/{p['resync']} {p['outcome']}: {p['reason']}",
+        p["message"],
+        [
+            ("Target", f"{p['target']['kind']} {p['target']['name']}"),
+            ("Outcome", p["outcome"]),
+            ("Reason", p["reason"]),
+            ("Progress", p["progress"]),
+            ("Primary", p["primary"] or ""),
+            ("Duration", f"{duration:.0f} s" if duration is not None else ""),
+        ],
+        p["commands"]["describe"],
+    )
+
+
+# -- ResyncPolicy decisions (pure) -----------------------------------------------------------------
+# A policy notifies its decisions as it posts their Events: once per change (of the drifted set,
+# of the suppression reason, a remediation created), never per probe. ``policy_queue`` turns the
+# Events of one pass into records in status.notifications, written with the decision itself (the
+# conditions), before any delivery: a restarted operator finds them there, delivered or not, and
+# the unchanged conditions post no new Event, so nothing is queued or sent twice.
+def _condition(status: ResyncPolicyStatus, type_: str) -> tuple[str, str]:
+    c = next((c for c in status.conditions if c.type == type_), None)
+    return (c.status, c.reason) if c is not None else ("", "")
+
+
+def _in_sync_again(before: ResyncPolicyStatus, after: ResyncPolicyStatus) -> bool:
+    """InSync turns True after a drift: Drifted was True, or it turned False (a drifted replica
+    judged Unknown for a while, as during its resync) since InSync was last True."""
+    b = next((c for c in before.conditions if c.type == PolicyCondition.IN_SYNC), None)
+    if _condition(after, PolicyCondition.IN_SYNC)[0] != "True" or b is None or b.status == "True":
+        return False
+    d = next((c for c in before.conditions if c.type == PolicyCondition.DRIFTED), None)
+    if d is None:
+        return False
+    if d.status == "True":
+        return True
+    since, lost = _parse(d.last_transition_time), _parse(b.last_transition_time)
+    return d.status == "False" and since is not None and lost is not None and since >= lost
+
+
+def _compact(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def policy_queue(
+    spec: PolicyNotifySpec | None,
+    uid: str,
+    before: ResyncPolicyStatus,
+    after: ResyncPolicyStatus,
+    events: list[Event],
+    now: dt.datetime,
+) -> ResyncPolicyStatus:
+    """``after`` with a pending record per channel for each decision of this pass that ``spec``
+    asks to be told of: the Events DriftDetected, RemediationStarted, RemediationSuppressed, and
+    InSyncAgain when every replica is in sync again after a drift (``_in_sync_again``)."""
+    if spec is None or not channels(spec):
+        return after
+    drifted = [p.pod for p in after.pods if p.drifted]
+    # (event, reason, message, replicas, resync)
+    decided: list[tuple[str, str, str, list[str], str | None]] = []
+    for ev in events:
+        if ev.reason == PolicyEventReason.DRIFT_DETECTED:
+            decided.append((ev.reason, PolicyReason.DRIFTED, ev.message, drifted, None))
+        elif ev.reason == PolicyEventReason.REMEDIATION_STARTED:
+            last = after.last_remediation
+            why = _condition(after, PolicyCondition.REMEDIATION_SUPPRESSED)[1]
+            decided.append(
+                (
+                    ev.reason,
+                    why,
+                    ev.message,
+                    list(last.replicas) if last else drifted,
+                    last.name if last else None,
+                )
+            )
+        elif ev.reason == PolicyEventReason.REMEDIATION_SUPPRESSED:
+            why = _condition(after, PolicyCondition.REMEDIATION_SUPPRESSED)[1]
+            decided.append((ev.reason, why, ev.message, drifted, None))
+    if _in_sync_again(before, after):
+        decided.append(
+            (
+                "InSyncAgain",
+                PolicyReason.IN_SYNC,
+                f"every replica is in sync again ({after.in_sync})",
+                [],
+                None,
+            )
+        )
+    records = list(after.notifications)
+    ids = {r.id for r in records}
+    for event, reason, message, replicas, resync in decided:
+        if event not in spec.events:
+            continue
+        base = f"{uid}/{event}/{_compact(now)}"
+        rid, n = base, 1
+        while rid in ids:
+            n += 1
+            rid = f"{base}-{n}"
+        ids.add(rid)
+        for channel in channels(spec):
+            records.append(
+                PolicyNotificationStatus(
+                    id=rid,
+                    channel=channel,
+                    event=event,
+                    reason=str(reason)[:128],
+                    message=message[:MAX_REASON],
+                    replicas=replicas,
+                    resync=resync,
+                    created_at=_ts(now),
+                )
+            )
+    if len(records) == len(after.notifications):
+        return after
+    return after.model_copy(update={"notifications": _keep(records)})
+
+
+def _keep(records: list[PolicyNotificationStatus]) -> list[PolicyNotificationStatus]:
+    """At most MAX_POLICY_NOTIFICATIONS records: the oldest finished (sent or given up) go first,
+    then, if need be, the oldest pending."""
+    out = list(records)
+    while len(out) > MAX_POLICY_NOTIFICATIONS:
+        done = next((i for i, r in enumerate(out) if r.sent_at or r.gave_up), 0)
+        del out[done]
+    return out
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    due: tuple[tuple[str, Channel], ...] = ()  # (id, channel) to deliver now, oldest first
+    requeue_after: float | None = None
+
+
+def policy_due(
+    spec: PolicyNotifySpec | None, records: list[PolicyNotificationStatus], now: dt.datetime
+) -> PolicyDecision:
+    """The policy's records to deliver now, and when to come back for a retry. A record of a
+    channel the spec no longer has is left alone."""
+    if spec is None:
+        return PolicyDecision()
+    have = channels(spec)
+    due: list[tuple[str, Channel]] = []
+    wait: float | None = None
+    for r in records:
+        left = _left(r, now)
+        if left is None or r.channel not in have:
+            continue
+        if left <= 0:
+            due.append((r.id, r.channel))
+        else:
+            wait = left if wait is None else min(wait, left)
+    return PolicyDecision(tuple(due), wait)
+
+
+def policy_attempted(
+    records: list[PolicyNotificationStatus],
+    rid: str,
+    channel: Channel,
+    now: dt.datetime,
+    error: str | None,
+    retry: RetryPolicy,
+) -> tuple[list[PolicyNotificationStatus], bool]:
+    """The records after one attempt at (``rid``, ``channel``), and whether it just gave up."""
+    out, gave_up = [], False
+    for r in records:
+        if r.id == rid and r.channel == channel:
+            r, gave_up = _after_attempt(r, now, error, retry)
+        out.append(r)
+    return out, gave_up
+
+
+def policy_payload(policy: Policy, record: PolicyNotificationStatus) -> dict[str, Any]:
+    """The JSON document POSTed for a policy's decision (docs/policies.md#notifications)."""
+    ns, name, t = policy.namespace, policy.name, policy.spec.target
+    summary = f"ResyncPolicy {ns}/{name} {record.event}: {record.reason}"
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "ResyncPolicyNotification",
+        "id": record.id,
+        "event": record.event,
+        "policy": name,
+        "namespace": ns,
+        "uid": policy.uid,
+        "target": {"kind": t.kind, "name": t.name},
+        "mode": policy.spec.mode,
+        "reason": record.reason,
+        "message": record.message,
+        "replicas": list(record.replicas),
+        "resync": record.resync,
+        "decidedAt": record.created_at,
+        "commands": {
+            "status": f"kubectl get resyncpolicy {name} -n {ns} -o yaml",
+            "describe": f"kubectl describe resyncpolicy {name} -n {ns}",
+            "events": f"kubectl get events -n {ns} --field-selector involvedObject.name={name}",
+            **({"resync": f"kubectl get clusterresync {record.resync} -n {ns}"} if record.resync else {}),
+        },
+        "text": summary + (f"\n{record.message}" if record.message else ""),
+    }
+
+
+def policy_slack_payload(policy: Policy, record: PolicyNotificationStatus) -> dict[str, Any]:
+    p = policy_payload(policy, record)
+    return slack_message(
+        f"ResyncPolicy {p['namespace']}/{p['policy']} {p['event']}: {p['reason']}",
+        p["message"],
+        [
+            ("Target", f"{p['target']['kind']} {p['target']['name']}"),
+            ("Event", p["event"]),
+            ("Reason", p["reason"]),
+            ("Mode", p["mode"]),
+            ("Replicas", ", ".join(p["replicas"])),
+            ("ClusterResync", p["resync"] or ""),
+        ],
+        p["commands"]["describe"],
+    )
+
+
+def policy_email_message(
+    policy: Policy, record: PolicyNotificationStatus, smtp: SmtpConfig, to: list[str]
+) -> EmailMessage:
+    p = policy_payload(policy, record)
+    msg = EmailMessage()
+    msg["Subject"] = f"[ResyncPolicy] {p['namespace']}/{p['policy']} {p['event']}: {p['reason']}"
+    msg["From"] = smtp.sender
+    msg["To"] = ", ".join(to)
+    msg["X-ClusterResync-Delivery"] = f"{record.id}/email"
+    lines = [
+        f"ResyncPolicy {p['namespace']}/{p['policy']} of {p['target']['kind']} {p['target']['name']} "
+        f"(mode {p['mode']}): {p['event']} ({p['reason']}), decided at {p['decidedAt']}.",
+        "",
+        p["message"],
+        "",
+        f"Replicas: {', '.join(p['replicas']) or '-'}",
+        *([f"ClusterResync: {p['resync']}"] if p["resync"] else []),
+        "",
+        "To look further:",
+        *[f"  {c}" for c in p["commands"].values()],
+    ]
+    msg.set_content("\n".join(lines) + "\n")
+    return msg
+
+
 # -- delivery (I/O) --------------------------------------------------------------------------------
 class DeliveryError(Exception):
     """A delivery that failed; its message names no URL and no credential."""
@@ -342,12 +668,12 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # a redirect is a failure: the token would be sent on to another host
 
 
-def webhook_url(kube: Kube, namespace: str, spec: NotifySpec) -> str:
-    assert spec.webhook is not None
-    ref = spec.webhook.url_secret_ref
-    what = f"Secret {namespace}/{ref.name}"
+def secret_value(kube: Kube, namespace: str, name: str, key: str) -> str:
+    """One key of a Secret, read live through the adapter (never cached); raises DeliveryError,
+    whose message names the Secret and the key, never the value."""
+    what = f"Secret {namespace}/{name}"
     try:
-        secret = kube.get(Ref("v1", "Secret", "secrets", ref.name, namespace))
+        secret = kube.get(Ref("v1", "Secret", "secrets", name, namespace))
     except KubeError as e:
         if e.kind == ErrorKind.FORBIDDEN:
             raise DeliveryError(
@@ -355,16 +681,49 @@ def webhook_url(kube: Kube, namespace: str, spec: NotifySpec) -> str:
                 "(docs/observability.md#notifications)"
             ) from None
         raise DeliveryError(f"cannot read {what}: {e.kind}") from None
-    raw = ((secret or {}).get("data") or {}).get(ref.key)
+    raw = ((secret or {}).get("data") or {}).get(key)
     if secret is None or raw is None:
-        raise DeliveryError(f"{what} not found" if secret is None else f"{what} has no key {ref.key}")
-    url = base64.b64decode(raw).decode("utf-8", "replace").strip()
+        raise DeliveryError(f"{what} not found" if secret is None else f"{what} has no key {key}")
+    return base64.b64decode(raw).decode("utf-8", "replace").strip()
+
+
+def webhook_url(kube: Kube, namespace: str, spec: NotifySpec | PolicyNotifySpec) -> str:
+    assert spec.webhook is not None
+    ref = spec.webhook.url_secret_ref
+    url = secret_value(kube, namespace, ref.name, ref.key)
     if not url.startswith(("https://", "http://")):
-        raise DeliveryError(f"the value of {what}, key {ref.key}, is not an http(s) URL")
+        raise DeliveryError(
+            f"the value of Secret {namespace}/{ref.name}, key {ref.key}, is not an http(s) URL"
+        )
     return url
 
 
-def post_webhook(url: str, document: dict[str, Any], timeout: float = TIMEOUT_SECONDS) -> None:
+def smtp_config(kube: Kube, namespace: str, email: EmailNotify) -> SmtpConfig:
+    """The SMTP server of ``email``: its ``smtp`` (credentials from its Secret), else the
+    operator's. The operator's extra CAs (``CLUSTERRESYNC_SMTP_CA_FILE``) are trusted for both."""
+    s = email.smtp
+    if s is None:
+        return _smtp
+    security: Security = {"StartTLS": "starttls", "TLS": "tls", "None": "none"}[s.security]  # type: ignore[assignment]
+    username = password = ""
+    if s.credentials_secret_ref is not None:
+        ref = s.credentials_secret_ref
+        username = secret_value(kube, namespace, ref.name, ref.username_key)
+        password = secret_value(kube, namespace, ref.name, ref.password_key)
+    return SmtpConfig(
+        host=s.host,
+        port=s.port or (465 if security == "tls" else 587),
+        security=security,
+        sender=s.sender,
+        username=username,
+        password=password,
+        ca_file=_smtp.ca_file,
+    )
+
+
+def post_webhook(
+    url: str, document: dict[str, Any], timeout: float = TIMEOUT_SECONDS, *, delivery: str | None = None
+) -> None:
     req = urllib.request.Request(
         url,
         data=json.dumps(document).encode(),
@@ -372,7 +731,7 @@ def post_webhook(url: str, document: dict[str, Any], timeout: float = TIMEOUT_SE
         headers={
             "Content-Type": "application/json",
             "User-Agent": "clusterresync-operator",
-            "X-ClusterResync-Delivery": str(document.get("id", "")),
+            "X-ClusterResync-Delivery": delivery if delivery is not None else str(document.get("id", "")),
         },
     )
     opener = urllib.request.build_opener(_NoRedirect)
@@ -390,20 +749,32 @@ def post_webhook(url: str, document: dict[str, Any], timeout: float = TIMEOUT_SE
         raise DeliveryError(f"the webhook answered HTTP {code}")
 
 
+def _tls(smtp: SmtpConfig) -> ssl.SSLContext:
+    """Certificates verified, host names checked: the system's CAs, and the operator's CA file."""
+    ctx = ssl.create_default_context()
+    if smtp.ca_file:
+        ctx.load_verify_locations(cafile=smtp.ca_file)
+    return ctx
+
+
 def send_email(smtp: SmtpConfig, msg: EmailMessage, timeout: float = TIMEOUT_SECONDS) -> None:
     if not smtp.configured:
-        raise DeliveryError("no SMTP server is configured on the operator (--smtp-host and --smtp-from)")
+        raise DeliveryError(
+            "no SMTP server: set spec email.smtp, or configure the operator's (--smtp-host and --smtp-from)"
+        )
+    if smtp.username and smtp.security == "none":
+        raise DeliveryError(
+            f"SMTP {smtp.host}:{smtp.port}: credentials are never sent unencrypted: use security StartTLS or TLS"
+        )
     try:
         server: smtplib.SMTP
         if smtp.security == "tls":
-            server = smtplib.SMTP_SSL(
-                smtp.host, smtp.port, timeout=timeout, context=ssl.create_default_context()
-            )
+            server = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=_tls(smtp))
         else:
             server = smtplib.SMTP(smtp.host, smtp.port, timeout=timeout)
         with server:
             if smtp.security == "starttls":
-                server.starttls(context=ssl.create_default_context())
+                server.starttls(context=_tls(smtp))
             if smtp.username:
                 server.login(smtp.username, smtp.password)
             server.send_message(msg)
@@ -417,15 +788,53 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+def _send(
+    kube: Kube,
+    namespace: str,
+    spec: NotifySpec | PolicyNotifySpec,
+    channel: Channel,
+    delivery: str,
+    generic: Callable[[], dict[str, Any]],
+    slack: Callable[[], dict[str, Any]],
+    mail: Callable[[SmtpConfig, list[str]], EmailMessage],
+) -> None:
+    """One attempt on one channel, in the format the spec asks for; raises DeliveryError."""
+    if channel == "Webhook":
+        hook: WebhookNotify | None = spec.webhook
+        assert hook is not None
+        document = slack() if hook.format == "Slack" else generic()
+        post_webhook(webhook_url(kube, namespace, spec), document, delivery=delivery)
+    else:
+        assert spec.email is not None
+        smtp = smtp_config(kube, namespace, spec.email)
+        send_email(smtp, mail(smtp, list(spec.email.to)))
+
+
 def deliver(kube: Kube, resync: Resync, channel: Channel) -> None:
     """One attempt; raises DeliveryError."""
     spec = resync.spec.notify
     assert spec is not None
-    if channel == "Webhook":
-        post_webhook(webhook_url(kube, resync.namespace, spec), payload(resync, channel))
-    else:
-        assert spec.email is not None
-        send_email(_smtp, email_message(resync, _smtp, list(spec.email.to)))
+    _send(
+        kube,
+        resync.namespace,
+        spec,
+        channel,
+        delivery_id(resync, channel, resync.status.phase),
+        lambda: payload(resync, channel),
+        lambda: slack_payload(resync),
+        lambda smtp, to: email_message(resync, smtp, to),
+    )
+
+
+def _attempt(send: Callable[[], None]) -> str | None:
+    """The error of one attempt, None if it was delivered; a notification never fails a pass."""
+    try:
+        send()
+    except DeliveryError as e:
+        return str(e)
+    except Exception as e:
+        return f"{type(e).__name__}"
+    return None
 
 
 @dataclass
@@ -440,22 +849,66 @@ def run(kube: Kube, resync: Resync, decision: Decision, now: dt.datetime) -> Del
     event = resync.status.phase
     out = Delivered(list(resync.status.notifications))
     for channel in decision.due:
-        try:
-            deliver(kube, resync, channel)
-            error = None
-        except DeliveryError as e:
-            error = str(e)
-        except Exception as e:  # a notification never fails the resync's pass
-            error = f"{type(e).__name__}"
+        error = _attempt(lambda: deliver(kube, resync, channel))  # noqa: B023 (called at once)
         out.notifications, gave_up = attempted(out.notifications, channel, event, now, error, _retry)
         logger = log.bind(resync=resync.name, namespace=resync.namespace, channel=channel, notify_event=event)
+        _count(logger, channel, error, gave_up)
         if error is None:
             out.sent.append(channel)
-            metrics.record_notification(channel.lower(), "Sent")
-            logger.info("notification sent")
-        else:
-            metrics.record_notification(channel.lower(), "Failed" if gave_up else "Retrying")
-            logger.warning("notification failed", error=error, gave_up=gave_up)
-            if gave_up:
-                out.failed.append((channel, error))
+        elif gave_up:
+            out.failed.append((channel, error))
+    return out
+
+
+def _count(logger: Any, channel: Channel, error: str | None, gave_up: bool) -> None:
+    if error is None:
+        metrics.record_notification(channel.lower(), "Sent")
+        logger.info("notification sent")
+    else:
+        metrics.record_notification(channel.lower(), "Failed" if gave_up else "Retrying")
+        logger.warning("notification failed", error=error, gave_up=gave_up)
+
+
+@dataclass
+class PolicyDelivered:
+    notifications: list[PolicyNotificationStatus]
+    failed: list[tuple[PolicyNotificationStatus, str]] = field(default_factory=list)  # gave up now
+    sent: list[PolicyNotificationStatus] = field(default_factory=list)
+
+
+def deliver_policy(kube: Kube, policy: Policy, spec: PolicyNotifySpec, rec: PolicyNotificationStatus) -> None:
+    """One attempt at one of a policy's records; raises DeliveryError."""
+    _send(
+        kube,
+        policy.namespace,
+        spec,
+        rec.channel,
+        f"{rec.id}/{rec.channel.lower()}",
+        lambda: policy_payload(policy, rec),
+        lambda: policy_slack_payload(policy, rec),
+        lambda smtp, to: policy_email_message(policy, rec, smtp, to),
+    )
+
+
+def run_policy(kube: Kube, policy: Policy, decision: PolicyDecision, now: dt.datetime) -> PolicyDelivered:
+    """Deliver the policy's records ``decision`` says are due (each once), oldest first."""
+    spec = policy.spec.notify
+    out = PolicyDelivered(list(policy.status.notifications))
+    if spec is None:
+        return out
+    for rid, channel in decision.due:
+        record = next((r for r in out.notifications if r.id == rid and r.channel == channel), None)
+        if record is None:
+            continue
+        rec = record
+        error = _attempt(lambda: deliver_policy(kube, policy, spec, rec))  # noqa: B023 (called at once)
+        out.notifications, gave_up = policy_attempted(out.notifications, rid, channel, now, error, _retry)
+        logger = log.bind(
+            policy=policy.name, namespace=policy.namespace, channel=channel, notify_event=rec.event
+        )
+        _count(logger, channel, error, gave_up)
+        if error is None:
+            out.sent.append(rec)
+        elif gave_up:
+            out.failed.append((rec, error))
     return out

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
-from . import metrics
+from . import metrics, notify
+from .conditions import EventReason, EventType
 from .execs import run_exec
 from .kube import ErrorKind, Kube, KubeError, Written
 from .models import LABEL_POLICY_UID, PLURAL, POLICY_PLURAL, ResyncPolicySpec, ResyncPolicyStatus
@@ -97,6 +98,14 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader) -> PolicyOutcome:
             outcomes[a.hook] = run_exec(kube, pods, a)
             metrics.record_probe_duration(policy.spec.probe.preset, time.monotonic() - began)
         now = dt.datetime.now(dt.UTC)
+    # The decisions spec.notify asks to be told of are recorded with the decision itself (the
+    # same status write), before any delivery: a restart neither loses nor repeats them.
+    plan = replace(
+        plan,
+        status=notify.policy_queue(
+            policy.spec.notify, policy.uid, policy.status, plan.status, plan.events, now
+        ),
+    )
     written = dict(body.get("status") or {})
     written_status = policy.status
 
@@ -149,7 +158,48 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader) -> PolicyOutcome:
             return PolicyOutcome(None, replan_now=True)
     except KubeError as e:
         logger.warning("cannot confirm the remediation in the status", error=str(e))
-    return PolicyOutcome(plan.requeue_after)
+    return _notify(kube, body, replace(policy, status=status), write, logger, plan.requeue_after)
+
+
+def _notify(
+    kube: Kube, body: Obj, policy: Policy, write: Any, logger: Any, requeue_after: float | None
+) -> PolicyOutcome:
+    """Deliver the recorded notifications that are due, after the probes and the remediation
+    (never before them, never failing them), record how it went, and come back for a retry."""
+    spec = policy.spec.notify
+    now = dt.datetime.now(dt.UTC)
+    decision = notify.policy_due(spec, list(policy.status.notifications), now)
+    if decision.due:
+        done = notify.run_policy(kube, policy, decision, now)
+        status = policy.status.model_copy(update={"notifications": done.notifications})
+        try:
+            if not write(status):
+                return PolicyOutcome(None, replan_now=True)
+        except KubeError as e:
+            logger.warning("cannot record the notifications in the status", error=str(e))
+            return PolicyOutcome(None, pause=API_RETRY_SECONDS)
+        for rec, error in done.failed:
+            post_event(
+                kube,
+                body,
+                EventType.WARNING,
+                EventReason.NOTIFICATION_FAILED,
+                f"the {rec.channel.lower()} notification of {rec.event} ({rec.id}) was not delivered after "
+                f"{notify.retry_policy().max_attempts} attempts: {error}",
+            )
+        for rec in done.sent:
+            post_event(
+                kube,
+                body,
+                EventType.NORMAL,
+                EventReason.NOTIFICATION_SENT,
+                f"{rec.channel} notification of {rec.event} sent",
+            )
+        decision = notify.policy_due(spec, list(status.notifications), dt.datetime.now(dt.UTC))
+    wait = decision.requeue_after
+    if wait is not None:
+        requeue_after = max(1.0, wait) if requeue_after is None else min(max(1.0, wait), requeue_after)
+    return PolicyOutcome(requeue_after)
 
 
 def _own_remediation(action: object, uid: str) -> bool:

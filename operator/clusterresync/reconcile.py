@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -210,7 +211,7 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
                 return False
             raise
         rv = str((out.get("metadata") or {}).get("resourceVersion") or "") or rv
-        _record_metrics(reader, body, resync, written_status, status)
+        _record_metrics(reader, body, resync, written_status, status, obs.snapshots)
         written_status, written_body = status, new_body
         return True
 
@@ -308,7 +309,12 @@ def _reconcile(kube: Kube, body: Obj, reader: Reader | None) -> Outcome:
 
 
 def _record_metrics(
-    reader: Reader | None, body: Obj, resync: Resync, before: ClusterResyncStatus, after: ClusterResyncStatus
+    reader: Reader | None,
+    body: Obj,
+    resync: Resync,
+    before: ClusterResyncStatus,
+    after: ClusterResyncStatus,
+    snapshots: Mapping[str, Obj] | None = None,
 ) -> None:
     """The metrics of a status transition this pass wrote (``metrics.record_resync``). A remediation
     is counted under its ResyncPolicy (its controller), whose mode is read from the caches."""
@@ -323,7 +329,15 @@ def _record_metrics(
                 mode = str(((found or {}).get("spec") or {}).get("mode") or "")
             except KubeError:
                 mode = ""
-    metrics.record_resync(resync.namespace, before, after, dt.datetime.now(dt.UTC), policy=policy, mode=mode)
+    metrics.record_resync(
+        resync.namespace,
+        before,
+        after,
+        dt.datetime.now(dt.UTC),
+        policy=policy,
+        mode=mode,
+        snapshots=snapshots,
+    )
     if resync.spec.probe is not None:
         metrics.record_resync_probes(resync.spec.probe.preset, before, after)
 

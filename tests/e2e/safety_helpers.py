@@ -119,7 +119,11 @@ def wait_replica(
             raise AssertionError(f"{name} ended before {pod} reached {phases}: {summary(st)}")
         return None
 
-    out: dict[str, Any] = wait_for(reached, timeout, f"{pod} in {phases}")
+    try:
+        out: dict[str, Any] = wait_for(reached, timeout, f"{pod} in {phases}")
+    except AssertionError as e:
+        # Say where the resync was, so that a timeout on a loaded machine can be told from a stall.
+        raise AssertionError(f"{e}; the status then: {summary(status(cluster, ns, name))}") from None
     return out
 
 

@@ -36,6 +36,23 @@ def apply(cluster: KubeSim, ns: str, obj: dict[str, Any]) -> tuple[int, str]:
             "replicas must not include the primary pod (primary.podName)",
         ),
         (
+            {
+                "notify": {
+                    "email": {
+                        "to": ["oncall@example.com"],
+                        "smtp": {
+                            "host": "smtp.example.com",
+                            "from": "resync@example.com",
+                            "security": "None",
+                            "credentialsSecretRef": {"name": "smtp", "usernameKey": "u", "passwordKey": "p"},
+                        },
+                    }
+                }
+            },
+            "credentials are only sent over TLS",
+        ),
+        ({"notify": {}}, "notify needs a webhook, an email, or both"),
+        (
             {"primary": {"selector": {"matchExpressions": [{"key": "role", "operator": "In"}]}}},
             "values must be non-empty when the operator is In or NotIn",
         ),

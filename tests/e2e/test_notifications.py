@@ -1,6 +1,8 @@
 """spec.notify end to end: the real operator process on kubesim tells a webhook (an aiohttp server
 in the test) and an SMTP server (aiosmtpd in the test) that a resync ended, exactly once, across
-a restart of the operator too; a failing webhook is retried, then reported."""
+a restart of the operator too; a failing webhook is retried, then reported. A Slack-format
+webhook and an SMTP server of the spec (STARTTLS, a certificate the operator verifies, AUTH with
+credentials from a Secret). A ResyncPolicy tells of its decisions once each, across a restart."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ import pytest
 import yaml
 from aiohttp import web
 from aiosmtpd.controller import Controller
+from unit.smtpd import PASSWORD, USER, SecureMailbox
 
 from kubesim.testing import KubeSim
 
 from .conftest import Operator, apply, wait_for
+from .test_policy import policy, setup, status
 from .test_resync import get, make_db, resync, wait_done
 
 pytestmark = pytest.mark.e2e
@@ -95,8 +99,18 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
 
 
 @pytest.fixture(scope="module")
+def secure_mailbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureMailbox]:
+    box = SecureMailbox(tmp_path_factory.mktemp("smtp-tls")).start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="module")
 def notifying_operator(
-    cluster: KubeSim, tmp_path_factory: pytest.TempPathFactory, mailbox: tuple[Mailbox, int]
+    cluster: KubeSim,
+    tmp_path_factory: pytest.TempPathFactory,
+    mailbox: tuple[Mailbox, int],
+    secure_mailbox: SecureMailbox,
 ) -> Iterator[Operator]:
     sa_kubeconfig = cluster.service_account_kubeconfig("clusterresync-system", "clusterresync-operator")
     op = Operator(
@@ -109,6 +123,8 @@ def notifying_operator(
             "CLUSTERRESYNC_SMTP_PASSWORD": "smtp-pass-never-logged",
             "CLUSTERRESYNC_NOTIFY_MAX_ATTEMPTS": "3",
             "CLUSTERRESYNC_NOTIFY_BACKOFF_SECONDS": "1",
+            # The platform's CA, trusted besides the system's for every SMTP server.
+            "CLUSTERRESYNC_SMTP_CA_FILE": str(secure_mailbox.ca),
         },
     )
     op.start()
@@ -119,12 +135,16 @@ def notifying_operator(
 def webhook_secret(cluster: KubeSim, ns: str, name: str, url: str, *, grant: bool = True) -> None:
     """The Secret holding the URL and, as docs/observability.md says, a Role letting the operator
     get that one Secret."""
+    secret(cluster, ns, name, {"url": url}, grant=grant)
+
+
+def secret(cluster: KubeSim, ns: str, name: str, data: dict[str, str], *, grant: bool = True) -> None:
     docs: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": name, "namespace": ns},
-            "data": {"url": base64.b64encode(url.encode()).decode()},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
     ]
     if grant:
@@ -330,3 +350,169 @@ def test_a_refused_resync_notifies_failed_only_where_asked(
     )
     assert "no-such-db" in post["body"]["message"]
     assert notifications(cluster, ns, "completed-only") == {}
+
+
+def test_a_slack_webhook_and_an_email_through_the_spec_s_smtp_server_with_starttls_and_auth(
+    cluster: KubeSim,
+    notifying_operator: Operator,
+    receiver: Receiver,
+    secure_mailbox: SecureMailbox,
+    ns: str,
+) -> None:
+    op = notifying_operator
+    webhook_secret(cluster, ns, "slack", receiver.url(ns))
+    secret(cluster, ns, "mailer", {"user": USER, "pass": PASSWORD})
+    db = make_db(cluster, ns, name="db", replicas=2, primary=1)
+    resync(
+        cluster,
+        db,
+        name="rs",
+        notify={
+            "webhook": {"urlSecretRef": {"name": "slack", "key": "url"}, "format": "Slack"},
+            "email": {
+                "to": ["team@example.com"],
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": secure_mailbox.port,
+                    "security": "StartTLS",
+                    "from": "db-team@example.com",
+                    "credentialsSecretRef": {"name": "mailer", "usernameKey": "user", "passwordKey": "pass"},
+                },
+            },
+        },
+    )
+    out = wait_done(cluster, ns, "rs")
+    assert out["status"]["phase"] == "Completed", op.output()[-3000:]
+    wait_for(lambda: len(receiver.for_path(ns)) == 1, 30, "the Slack POST")
+    wait_for(lambda: any(ns in m["Subject"] for _, _, m in secure_mailbox.messages), 30, "the email")
+
+    slack = receiver.for_path(ns)[0]
+    assert set(slack["body"]) == {"text", "blocks"}, slack["body"]
+    assert slack["body"]["text"] == f"ClusterResync {ns}/rs Completed: ResyncSucceeded"
+    assert [b["type"] for b in slack["body"]["blocks"]] == ["section", "section", "context"]
+    assert "*Outcome*\nCompleted" in [f["text"] for f in slack["body"]["blocks"][1]["fields"]]
+    assert slack["headers"]["X-Clusterresync-Delivery"] == f"{out['metadata']['uid']}/Completed/webhook"
+
+    (sender, to, mail) = next(m for m in secure_mailbox.messages if ns in m[2]["Subject"])
+    assert (sender, to, mail["From"]) == ("db-team@example.com", ["team@example.com"], "db-team@example.com")
+    assert mail["Subject"] == f"[ClusterResync] {ns}/rs Completed: ResyncSucceeded"
+    assert (USER, True) in secure_mailbox.logins  # after STARTTLS, which aiosmtpd requires for AUTH
+    n = wait_for(
+        lambda: (x := notifications(cluster, ns, "rs")) and all(x.get(c, {}).get("sentAt") for c in x) and x,
+        30,
+        "the deliveries recorded",
+    )
+    assert set(n) == {"Webhook", "Email"}
+    events = get(cluster, "events", "-n", ns, "--field-selector", "involvedObject.name=rs")["items"]
+    assert PASSWORD not in op.output() and PASSWORD not in str(get(cluster, "crsync", "-n", ns, "rs"))
+    assert PASSWORD not in str(events) and TOKEN not in op.output()
+
+
+def policy_posts(receiver: Receiver, ns: str) -> list[dict[str, Any]]:
+    return [p["body"] for p in receiver.for_path(ns)]
+
+
+def test_a_policy_tells_of_each_decision_once_across_later_probes_and_a_restart(
+    cluster: KubeSim, notifying_operator: Operator, receiver: Receiver, ns: str
+) -> None:
+    op = notifying_operator
+    webhook_secret(cluster, ns, "hook", receiver.url(ns))
+    db = setup(cluster, ns)  # pg-2 followed another history: Diverged
+    policy(
+        cluster,
+        db,
+        mode="Auto",
+        cooldownSeconds=3600,
+        notify={
+            "webhook": {"urlSecretRef": {"name": "hook", "key": "url"}},
+            "events": ["DriftDetected", "RemediationStarted", "InSyncAgain"],
+        },
+    )
+    wait_for(lambda: len(policy_posts(receiver, ns)) >= 2, 60, "DriftDetected and RemediationStarted")
+    drift, started = policy_posts(receiver, ns)[:2]
+    pol = get(cluster, "rspolicy", "-n", ns, "pol")
+    uid = pol["metadata"]["uid"]
+    assert (drift["kind"], drift["event"], drift["policy"], drift["reason"]) == (
+        "ResyncPolicyNotification",
+        "DriftDetected",
+        "pol",
+        "Drifted",
+    )
+    assert drift["replicas"] == ["pg-2"] and "pg-2: Diverged" in drift["message"]
+    assert drift["id"].startswith(f"{uid}/DriftDetected/") and drift["target"] == {
+        "kind": "StatefulSet",
+        "name": db.name,
+    }
+    made = get(cluster, "crsync", "-n", ns)["items"]
+    assert len(made) == 1
+    assert (started["event"], started["reason"], started["mode"], started["replicas"], started["resync"]) == (
+        "RemediationStarted",
+        "Remediating",
+        "Auto",
+        ["pg-2"],
+        made[0]["metadata"]["name"],
+    )
+    # The remediation runs and ends; the next probes find every replica in sync: told once.
+    assert wait_done(cluster, ns, made[0]["metadata"]["name"])["status"]["phase"] == "Completed"
+    wait_for(lambda: len(policy_posts(receiver, ns)) >= 3, 60, "InSyncAgain")
+    assert [p["event"] for p in policy_posts(receiver, ns)] == [
+        "DriftDetected",
+        "RemediationStarted",
+        "InSyncAgain",
+    ]
+    assert policy_posts(receiver, ns)[2]["message"] == "every replica is in sync again (2/2)"
+    recorded = status(cluster, ns)["notifications"]
+    assert [(r["event"], r["channel"], r["attempts"]) for r in recorded] == [
+        ("DriftDetected", "Webhook", 1),
+        ("RemediationStarted", "Webhook", 1),
+        ("InSyncAgain", "Webhook", 1),
+    ] and all(r.get("sentAt") for r in recorded)
+    events = get(cluster, "events", "-n", ns, "--field-selector", "involvedObject.name=pol")["items"]
+    assert sum(1 for e in events if e["reason"] == "NotificationSent") == 3
+    # Later probes (every 10 s) and a restarted operator find the same decisions: nothing again.
+    probed = status(cluster, ns)["lastProbeTime"]
+    wait_for(lambda: status(cluster, ns)["lastProbeTime"] != probed, 30, "a later probe")
+    started_count = op.output().count("watch caches listed")
+    op.kill()
+    op.start()
+    wait_for(lambda: op.output().count("watch caches listed") > started_count, 60, "the restarted operator")
+    probed = status(cluster, ns)["lastProbeTime"]
+    wait_for(lambda: status(cluster, ns)["lastProbeTime"] != probed, 30, "a probe by the restarted operator")
+    time.sleep(2)
+    assert [p["event"] for p in policy_posts(receiver, ns)] == [
+        "DriftDetected",
+        "RemediationStarted",
+        "InSyncAgain",
+    ]
+    assert TOKEN not in op.output()
+
+
+def test_a_policy_s_failing_notification_never_holds_its_remediation(
+    cluster: KubeSim, notifying_operator: Operator, receiver: Receiver, ns: str
+) -> None:
+    # A Secret the operator may not read: every attempt fails; the remediation goes ahead anyway.
+    webhook_secret(cluster, ns, "private", receiver.url(ns), grant=False)
+    db = setup(cluster, ns)
+    policy(
+        cluster,
+        db,
+        mode="Auto",
+        notify={
+            "webhook": {"urlSecretRef": {"name": "private", "key": "url"}},
+            "events": ["RemediationStarted"],
+        },
+    )
+    made = wait_for(lambda: get(cluster, "crsync", "-n", ns)["items"], 30, "the remediation")
+    assert made[0]["spec"]["replicas"] == ["pg-2"]
+
+    def gave_up() -> list[dict[str, Any]] | None:
+        recs = status(cluster, ns).get("notifications") or []
+        return recs if recs and all(r.get("gaveUp") for r in recs) else None
+
+    (rec,) = wait_for(gave_up, 60, "the notification given up")
+    assert (rec["event"], rec["attempts"]) == ("RemediationStarted", 3) and not rec.get("sentAt")
+    assert "may not read Secret" in rec["lastError"]
+    events = get(cluster, "events", "-n", ns, "--field-selector", "involvedObject.name=pol")["items"]
+    assert [e["type"] for e in events if e["reason"] == "NotificationFailed"] == ["Warning"]
+    assert wait_done(cluster, ns, made[0]["metadata"]["name"])["status"]["phase"] == "Completed"
+    assert receiver.for_path(ns) == [] and receiver.for_path(ns, ok=False) == []

@@ -87,7 +87,8 @@ def test_scale_down_mid_run_never_deletes_the_removed_replicas_claims(
     pause(cluster, "statefulset")  # holds pg-1 in Verifying: its pod is not recreated
     try:
         resync(cluster, db, maxParallel=1)
-        wait_replica(cluster, ns, "pg-1", ("Verifying",))
+        # Four replicas staged two at a time before pg-1's swap: generous on a loaded machine.
+        wait_replica(cluster, ns, "pg-1", ("Verifying",), timeout=180)
         cluster.kubectl("scale", "statefulset", "-n", ns, "pg", "--replicas=2")
     finally:
         resume(cluster, "statefulset")

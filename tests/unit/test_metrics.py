@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from clusterresync.models import (
     ProbeResult,
     ReplicaStatus,
     ResyncPolicyStatus,
+    SnapshotStatus,
 )
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -139,6 +141,128 @@ def test_swap_downtime_is_from_the_swap_to_the_verification() -> None:
     assert value("clusterresync_replica_swap_downtime_seconds_sum", namespace=ns) == 7
 
 
+def test_a_replicas_resync_duration_is_from_its_start_to_its_verification() -> None:
+    ns = "m-replica"
+    # Started (staging) 300 s ago, swapped 7 s ago, verified now.
+    verifying = ReplicaStatus(name="db-0", phase="Verifying", started_at=ts(300), swap_started_at=ts(7))
+    before = ClusterResyncStatus(phase="Resyncing", replicas=[verifying])
+    after = ClusterResyncStatus(
+        phase="Resyncing", replicas=[verifying.model_copy(update={"phase": "Finishing"})]
+    )
+    metrics.record_resync(ns, before, after, NOW)
+    # Finishing -> Completed is not a second verification.
+    done = ClusterResyncStatus(
+        phase="Resyncing", replicas=[verifying.model_copy(update={"phase": "Completed"})]
+    )
+    metrics.record_resync(ns, after, done, NOW)
+    assert value("clusterresync_replica_resync_duration_seconds_count", namespace=ns) == 1
+    assert value("clusterresync_replica_resync_duration_seconds_sum", namespace=ns) == 300
+    assert value("clusterresync_replica_resync_duration_seconds_bucket", namespace=ns, le="300.0") == 1
+    assert value("clusterresync_replica_resync_duration_seconds_bucket", namespace=ns, le="120.0") == 0
+    assert value("clusterresync_replica_swap_downtime_seconds_sum", namespace=ns) == 7
+    # A replica that fails during staging was never verified: no sample.
+    staging = ReplicaStatus(name="db-2", phase="Restoring", started_at=ts(50))
+    metrics.record_resync(
+        ns,
+        ClusterResyncStatus(phase="Resyncing", replicas=[staging]),
+        ClusterResyncStatus(
+            phase="Resyncing",
+            replicas=[staging.model_copy(update={"phase": "Failed", "reason": "RestoreFailed"})],
+        ),
+        NOW,
+    )
+    assert value("clusterresync_replica_resync_duration_seconds_count", namespace=ns) == 1
+
+
+def snapshot_object(name: str, created_seconds_before: float) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "creationTimestamp": ts(created_seconds_before)},
+        "status": {"readyToUse": True},
+    }
+
+
+def test_a_snapshot_is_timed_from_its_creation_to_ready_to_use() -> None:
+    ns = "m-snapshot"
+    taking = ClusterResyncStatus(
+        phase="Snapshotting",
+        snapshots=[
+            SnapshotStatus(volume="data", name="snap-data"),
+            SnapshotStatus(volume="wal", name="snap-wal"),
+        ],
+    )
+    one_ready = ClusterResyncStatus(
+        phase="Snapshotting",
+        snapshots=[
+            SnapshotStatus(volume="data", name="snap-data", ready_to_use=True),
+            SnapshotStatus(volume="wal", name="snap-wal"),
+        ],
+    )
+    both_ready = ClusterResyncStatus(
+        phase="Resyncing",
+        snapshots=[
+            SnapshotStatus(volume="data", name="snap-data", ready_to_use=True),
+            SnapshotStatus(volume="wal", name="snap-wal", ready_to_use=True),
+        ],
+    )
+    seen = {"snap-data": snapshot_object("snap-data", 42), "snap-wal": snapshot_object("snap-wal", 90)}
+    metrics.record_resync(ns, taking, one_ready, NOW, snapshots=seen)
+    assert value("clusterresync_snapshot_duration_seconds_count", namespace=ns) == 1
+    assert value("clusterresync_snapshot_duration_seconds_sum", namespace=ns) == 42
+    metrics.record_resync(ns, one_ready, both_ready, NOW, snapshots=seen)
+    metrics.record_resync(ns, both_ready, both_ready, NOW, snapshots=seen)  # no transition
+    assert value("clusterresync_snapshot_duration_seconds_count", namespace=ns) == 2
+    assert value("clusterresync_snapshot_duration_seconds_sum", namespace=ns) == 42 + 90
+    assert value("clusterresync_snapshot_duration_seconds_bucket", namespace=ns, le="60.0") == 1
+
+    # A Clone's source is ready when first recorded, and a status rebuilt after a restart records a
+    # ready snapshot without a "not ready" before it: neither is a snapshot this process waited for.
+    ns2 = "m-snapshot-clone"
+    clone = ClusterResyncStatus(
+        phase="Snapshotting", snapshots=[SnapshotStatus(volume="data", name="db-1-data", ready_to_use=True)]
+    )
+    metrics.record_resync(ns2, ClusterResyncStatus(phase="Preflight"), clone, NOW, snapshots=seen)
+    # A snapshot whose object the pass did not see has no start: not counted.
+    metrics.record_resync(ns2, taking, both_ready, NOW, snapshots={})
+    assert value("clusterresync_snapshot_duration_seconds_count", namespace=ns2) == 0
+
+
+def suppressed(reason: str, status: str = "True") -> ResyncPolicyStatus:
+    return ResyncPolicyStatus(
+        conditions=[
+            Condition(
+                type="RemediationSuppressed",
+                status=status,
+                reason=reason,
+                message="",
+                last_transition_time=ts(0),
+            )
+        ]
+    )
+
+
+def test_suppressed_remediations_are_counted_by_reason_when_the_condition_turns() -> None:
+    ns = "m-suppressed"
+    metrics.record_policy(ns, "Command", ResyncPolicyStatus(), suppressed("ModeOff"))
+    metrics.record_policy(ns, "Command", suppressed("ModeOff"), suppressed("ModeOff"))  # still: once
+    assert value("clusterresync_policy_remediations_suppressed_total", namespace=ns, reason="ModeOff") == 1
+    # Another guard: counted under its reason.
+    metrics.record_policy(ns, "Command", suppressed("ModeOff"), suppressed("CoolingDown"))
+    assert (
+        value("clusterresync_policy_remediations_suppressed_total", namespace=ns, reason="CoolingDown") == 1
+    )
+    # Not needed any more (False), then suppressed again: a new suppression.
+    metrics.record_policy(ns, "Command", suppressed("CoolingDown"), suppressed("NotNeeded", "False"))
+    metrics.record_policy(ns, "Command", suppressed("NotNeeded", "False"), suppressed("Remediating", "False"))
+    metrics.record_policy(ns, "Command", suppressed("Remediating", "False"), suppressed("CoolingDown"))
+    assert (
+        value("clusterresync_policy_remediations_suppressed_total", namespace=ns, reason="CoolingDown") == 2
+    )
+    assert value("clusterresync_policy_remediations_suppressed_total", namespace=ns, reason="NotNeeded") == 0
+    assert (
+        value("clusterresync_policy_remediations_suppressed_total", namespace=ns, reason="Remediating") == 0
+    )
+
+
 def test_rollbacks_are_counted_by_result() -> None:
     ns = "m-rollback"
     rolling = ReplicaStatus(name="db-0", phase="RollingBack", swap_started_at=ts(50))
@@ -196,7 +320,13 @@ def test_gauges_come_from_the_cached_objects_and_the_elector() -> None:
     policies = [
         {
             "metadata": {"namespace": "a", "name": "pg"},
-            "status": {"pods": [{"pod": "db-1", "drifted": True}, {"pod": "db-2", "drifted": False}]},
+            "status": {
+                "pods": [
+                    {"pod": "db-0", "role": "primary"},  # the primary: no lag reported
+                    {"pod": "db-1", "drifted": True, "lagBytes": 4096, "lagSeconds": 7},
+                    {"pod": "db-2", "drifted": False, "lagBytes": 0},  # bytes only
+                ]
+            },
         }
     ]
     collector = metrics.StateCollector()
@@ -212,6 +342,22 @@ def test_gauges_come_from_the_cached_objects_and_the_elector() -> None:
     assert samples[("clusterresync_resyncs", (("namespace", "b"), ("phase", "Pending")))] == 1
     assert samples[("clusterresync_policy_drifted_replicas", (("namespace", "a"), ("policy", "pg")))] == 1
     assert samples[("clusterresync_leader", ())] == 1
+    lag = (("namespace", "a"), ("pod", "db-1"), ("policy", "pg"))
+    assert samples[("clusterresync_policy_replica_lag_bytes", lag)] == 4096
+    assert samples[("clusterresync_policy_replica_lag_seconds", lag)] == 7
+    db2 = (("namespace", "a"), ("pod", "db-2"), ("policy", "pg"))
+    assert samples[("clusterresync_policy_replica_lag_bytes", db2)] == 0
+    assert ("clusterresync_policy_replica_lag_seconds", db2) not in samples  # unknown is not 0
+    assert not [k for k in samples if k[0].endswith("_lag_bytes") and ("pod", "db-0") in k[1]]
+    # A pod the policy no longer reports leaves no series (gauges come from the cache only).
+    policies[0]["status"]["pods"] = [{"pod": "db-1", "lagBytes": 10}]
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for fam in collector.collect() for s in fam.samples
+    }
+    assert [k for k in samples if k[0] == "clusterresync_policy_replica_lag_bytes"] == [
+        ("clusterresync_policy_replica_lag_bytes", lag)
+    ]
+    assert samples[("clusterresync_policy_replica_lag_bytes", lag)] == 10
 
     def broken() -> list[dict[str, Any]]:
         raise KubeError(403, "Forbidden", "no", "list", "clusterresyncs")
@@ -275,3 +421,21 @@ def test_cli_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kopf_args == ["--verbose"]
     with pytest.raises(ValueError):
         cli.metrics_config(["--metrics-port=70000"])
+
+
+def test_the_documented_table_is_exactly_the_registry() -> None:
+    """docs/observability.md's table of series names every metric the registry exposes, with its
+    type, and nothing else."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+    section = text[text.index("### The series") : text.index("### Alerts")]
+    documented: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith("`"):
+            for name in cells[0].replace("`", "").split(","):
+                documented[name.strip()] = cells[1]
+    exposed = {}
+    for fam in metrics.REGISTRY.collect():
+        name = fam.name + ("_total" if fam.type == "counter" else "")
+        exposed[name] = fam.type
+    assert documented == exposed

@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -17,20 +18,29 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from clusterresync import notify
-from clusterresync.kube import KubeError
+from clusterresync.kube import ErrorKind, KubeError
 from clusterresync.models import (
+    MAX_POLICY_NOTIFICATIONS,
     ClusterResyncSpec,
     ClusterResyncStatus,
     Condition,
+    EmailNotify,
     NotificationStatus,
     NotifySpec,
+    PodProbe,
+    PolicyNotifySpec,
+    Remediation,
     ReplicaStatus,
+    ResyncPolicySpec,
+    ResyncPolicyStatus,
 )
+from clusterresync.policy import Policy
 from clusterresync.reconcile import reconcile
-from clusterresync.state import Ref, Resync
+from clusterresync.state import Event, Ref, Resync
 
 from .planner.drive import drive
 from .planner.drive import spec as drive_spec
+from .smtpd import PASSWORD, USER, SecureMailbox
 from .test_reconcile import LiveWorld, ObservedReader, body_of
 from .world import World
 
@@ -321,14 +331,29 @@ def test_a_policy_s_remediations_notify_as_its_template_says() -> None:
             "primary": {"podName": "db-1"},
             "volumes": ["data"],
             "probe": {"preset": "Redis"},
-            "resyncTemplate": {"notify": {"email": {"to": ["dba@example.com"]}, "events": ["Failed"]}},
+            "resyncTemplate": {
+                "notify": {
+                    "email": {
+                        "to": ["dba@example.com"],
+                        "smtp": {"host": "smtp.example.com", "from": "t@example.com"},
+                    },
+                    "events": ["Failed"],
+                }
+            },
         }
     )
     body = resync_body(Policy("pol", "db-ns", "uid-p", 1, s, ResyncPolicyStatus()), "pol-1", ["db-0"])
     created = ClusterResyncSpec.model_validate(body["spec"])
     assert created.notify == NotifySpec.model_validate(
-        {"email": {"to": ["dba@example.com"]}, "events": ["Failed"]}
+        {
+            "email": {
+                "to": ["dba@example.com"],
+                "smtp": {"host": "smtp.example.com", "from": "t@example.com"},
+            },
+            "events": ["Failed"],
+        }
     )
+    assert body["spec"]["notify"]["email"]["smtp"]["from"] == "t@example.com"  # the API's name
 
 
 def test_the_operator_s_smtp_flags_win_over_the_environment_and_stay_away_from_kopf(
@@ -350,3 +375,404 @@ def test_the_operator_s_smtp_flags_win_over_the_environment_and_stay_away_from_k
     )
     assert retry.backoff_seconds == 2
     assert cli.leader_config(args)[1] == ["--verbose"]
+
+
+# -- Slack-compatible webhooks ---------------------------------------------------------------------
+def test_the_slack_message_has_a_text_summary_and_blocks_within_slack_s_limits() -> None:
+    r = resync(reason="ResyncSucceeded")
+    r = replace(
+        r,
+        status=r.status.model_copy(
+            update={
+                "conditions": [
+                    Condition(
+                        type="Complete",
+                        status="True",
+                        reason="ResyncSucceeded",
+                        message="<!channel> & " + "x" * 4000,
+                        last_transition_time=ts(0),
+                    )
+                ]
+            }
+        ),
+    )
+    m = notify.slack_payload(r)
+    assert set(m) == {"text", "blocks"}
+    assert m["text"] == "ClusterResync prod/rs Completed: ResyncSucceeded (1/1)" or m["text"].startswith(
+        "ClusterResync prod/rs Completed: ResyncSucceeded"
+    )
+    head, facts, context = m["blocks"]
+    assert head["type"] == "section" and head["text"]["type"] == "mrkdwn"
+    assert head["text"]["text"].startswith(
+        "*ClusterResync prod/rs Completed: ResyncSucceeded*\n&lt;!channel&gt; &amp; x"
+    )
+    assert len(head["text"]["text"]) <= 3000  # Slack's limit for a section's text
+    fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in facts["fields"]}
+    assert fields["*Target*"] == "StatefulSet db" and fields["*Outcome*"] == "Completed"
+    assert fields["*Reason*"] == "ResyncSucceeded" and len(facts["fields"]) <= 10
+    assert all(f["type"] == "mrkdwn" and len(f["text"]) <= 2000 for f in facts["fields"])
+    assert context == {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": "`kubectl describe clusterresync rs -n prod`"}],
+    }
+
+
+class SecretKube:
+    """The adapter as far as notifications use it: Secrets (or refusals), nothing else."""
+
+    def __init__(self, secrets: dict[str, dict[str, str]], forbidden: bool = False) -> None:
+        self.secrets, self.forbidden = secrets, forbidden
+        self.reads: list[str] = []
+
+    def get(self, ref: Ref) -> dict[str, Any] | None:
+        assert ref.kind == "Secret"
+        self.reads.append(f"{ref.namespace}/{ref.name}")
+        if self.forbidden:
+            raise KubeError(
+                403, "Forbidden", "forbidden: no get on secrets", "get", str(ref), kind=ErrorKind.FORBIDDEN
+            )
+        data = self.secrets.get(ref.name)
+        if data is None:
+            return None
+        return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+def test_a_slack_webhook_gets_the_slack_message_and_the_delivery_header(hook_url: str) -> None:
+    r = resync()
+    r = replace(
+        r,
+        spec=r.spec.model_copy(
+            update={
+                "notify": NotifySpec.model_validate(
+                    {"webhook": {"urlSecretRef": {"name": "hook", "key": "url"}, "format": "Slack"}}
+                )
+            }
+        ),
+    )
+    notify.deliver(SecretKube({"hook": {"url": hook_url}}), r, "Webhook")  # type: ignore[arg-type]
+    headers, body = Hook.received[0]
+    assert set(body) == {"text", "blocks"} and body["text"].startswith("ClusterResync prod/rs Completed")
+    assert headers["x-clusterresync-delivery"] == "uid-1/Completed/webhook"
+    generic = NotifySpec.model_validate({"webhook": {"urlSecretRef": {"name": "hook", "key": "url"}}})
+    assert generic.webhook is not None and generic.webhook.format == "Generic"
+
+
+# -- SMTP from the spec ----------------------------------------------------------------------------
+def email_spec(**smtp: Any) -> EmailNotify:
+    return EmailNotify.model_validate({"to": ["dba@example.com"], **({"smtp": smtp} if smtp else {})})
+
+
+def test_the_spec_s_smtp_server_and_its_credentials_from_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    operator = notify.SmtpConfig(host="relay", sender="ops@example.com", ca_file="/etc/ca.pem")
+    monkeypatch.setattr(notify, "_smtp", operator)
+    kube = SecretKube({"mail": {"user": "mailer", "pass": PASSWORD}})
+    assert notify.smtp_config(kube, "prod", email_spec()) is operator  # type: ignore[arg-type]
+    got = notify.smtp_config(
+        kube,  # type: ignore[arg-type]
+        "prod",
+        email_spec(
+            host="smtp.example.com",
+            security="TLS",
+            **{"from": "team@example.com"},
+            credentialsSecretRef={"name": "mail", "usernameKey": "user", "passwordKey": "pass"},
+        ),
+    )
+    assert (got.host, got.port, got.security, got.sender, got.username, got.password, got.ca_file) == (
+        "smtp.example.com",
+        465,
+        "tls",
+        "team@example.com",
+        "mailer",
+        PASSWORD,
+        "/etc/ca.pem",
+    )
+    assert PASSWORD not in repr(got) and kube.reads == ["prod/mail", "prod/mail"]
+    plain = notify.smtp_config(kube, "prod", email_spec(host="h", **{"from": "a@example.com"}))  # type: ignore[arg-type]
+    assert (plain.port, plain.security, plain.username) == (587, "starttls", "")
+    with pytest.raises(notify.DeliveryError) as e:
+        notify.smtp_config(
+            SecretKube({}, forbidden=True),  # type: ignore[arg-type]
+            "prod",
+            email_spec(host="h", **{"from": "a@example.com"}, credentialsSecretRef={"name": "mail"}),
+        )
+    assert "may not read Secret prod/mail" in str(e.value)
+    with pytest.raises(notify.DeliveryError) as e:
+        notify.smtp_config(
+            SecretKube({"mail": {"username": "u"}}),  # type: ignore[arg-type]
+            "prod",
+            email_spec(host="h", **{"from": "a@example.com"}, credentialsSecretRef={"name": "mail"}),
+        )
+    assert str(e.value) == "Secret prod/mail has no key password"
+
+
+def test_starttls_and_auth_against_a_server_whose_certificate_is_verified(tmp_path: Any) -> None:
+    box = SecureMailbox(tmp_path).start()
+    try:
+        smtp = notify.SmtpConfig(
+            host="127.0.0.1", port=box.port, sender="team@example.com", username=USER, password=PASSWORD
+        )
+        msg = notify.email_message(resync(), smtp, ["dba@example.com"])
+        with pytest.raises(notify.DeliveryError) as e:  # the test CA is not trusted yet
+            notify.send_email(smtp, msg)
+        assert "CERTIFICATE_VERIFY_FAILED" in str(e.value) and box.messages == []
+        trusted = replace(smtp, ca_file=str(box.ca))
+        with pytest.raises(notify.DeliveryError) as e:
+            notify.send_email(replace(trusted, password="XXXXwrong-password"), msg)
+        assert "SMTPAuthenticationError" in str(e.value) and "XXXXwrong-password" not in str(e.value)
+        notify.send_email(trusted, msg)
+        (sender, rcpts, mail) = box.messages[0]
+        assert (sender, rcpts) == ("team@example.com", ["dba@example.com"])
+        assert mail["Subject"] == "[ClusterResync] prod/rs Completed: ResyncSucceeded"
+        # smtplib tries PLAIN, then LOGIN, with the wrong password; then logs in once.
+        assert box.logins[-1] == (USER, True) and not any(ok for _, ok in box.logins[:-1])
+        logins = len(box.logins)
+        # Credentials never go over a plain connection: refused before connecting.
+        with pytest.raises(notify.DeliveryError) as e:
+            notify.send_email(replace(trusted, security="none"), msg)
+        assert "never sent unencrypted" in str(e.value) and PASSWORD not in str(e.value)
+        assert len(box.logins) == logins
+    finally:
+        box.stop()
+
+
+def test_the_ca_file_comes_from_the_environment() -> None:
+    smtp = notify.SmtpConfig.from_env({"CLUSTERRESYNC_SMTP_CA_FILE": "/etc/clusterresync/ca.pem"})
+    assert smtp.ca_file == "/etc/clusterresync/ca.pem"
+
+
+# -- ResyncPolicy notifications: what is due (pure) ------------------------------------------------
+POLICY_SPEC = {
+    "target": {"name": "db"},
+    "primary": {"podName": "db-1"},
+    "volumes": ["data"],
+    "probe": {"preset": "Redis"},
+    "mode": "Auto",
+}
+
+
+def policy_notify(**kw: Any) -> PolicyNotifySpec:
+    return PolicyNotifySpec.model_validate(
+        {
+            "webhook": {"urlSecretRef": {"name": "hook", "key": "url"}},
+            "email": {"to": ["dba@example.com"]},
+            **kw,
+        }
+    )
+
+
+def pstatus(drifted: str = "", suppressed: tuple[str, str] | None = None, **kw: Any) -> ResyncPolicyStatus:
+    conds = []
+    if drifted:
+        conds.append(
+            Condition(
+                type="Drifted",
+                status=drifted,
+                reason="Drifted" if drifted == "True" else "NoDrift",
+                message="",
+                last_transition_time=ts(0),
+            )
+        )  # type: ignore[arg-type]
+    if suppressed:
+        conds.append(
+            Condition(
+                type="RemediationSuppressed",
+                status=suppressed[0],
+                reason=suppressed[1],  # type: ignore[arg-type]
+                message="",
+                last_transition_time=ts(0),
+            )
+        )
+    pods = [
+        PodProbe(pod="db-0", verdict="Diverged", drifted=True, observed_at=ts(0)),
+        PodProbe(pod="db-2", verdict="InSync", observed_at=ts(0)),
+    ]
+    return ResyncPolicyStatus(conditions=conds, pods=pods if drifted == "True" else [], **kw)
+
+
+STARTED = [
+    Event("Warning", "DriftDetected", "db-0: Diverged: another history"),
+    Event("Normal", "RemediationStarted", "created ClusterResync pol-1 for db-0"),
+]
+
+
+def test_each_decision_event_queues_one_record_per_channel_with_its_facts() -> None:
+    after = pstatus(
+        "True",
+        ("False", "Remediating"),
+        last_remediation=Remediation(name="pol-1", replicas=["db-0"], created_at=ts(0)),
+    )
+    out = notify.policy_queue(policy_notify(), "uid-p", ResyncPolicyStatus(), after, STARTED, NOW)
+    got = [(r.event, r.channel, r.reason, r.replicas, r.resync, r.sent_at) for r in out.notifications]
+    assert got == [
+        ("DriftDetected", "Webhook", "Drifted", ["db-0"], None, None),
+        ("DriftDetected", "Email", "Drifted", ["db-0"], None, None),
+        ("RemediationStarted", "Webhook", "Remediating", ["db-0"], "pol-1", None),
+        ("RemediationStarted", "Email", "Remediating", ["db-0"], "pol-1", None),
+    ]
+    assert out.notifications[0].id == "uid-p/DriftDetected/20260102T030405Z"
+    assert out.notifications[0].message == "db-0: Diverged: another history"
+    # A pass without a decision Event (a later probe of the same drift) queues nothing; no spec, nothing.
+    assert notify.policy_queue(policy_notify(), "uid-p", out, out, [], NOW) is out
+    assert notify.policy_queue(None, "uid-p", ResyncPolicyStatus(), after, STARTED, NOW) is after
+    # Only the events asked for.
+    only = notify.policy_queue(
+        policy_notify(events=["RemediationStarted"]), "uid-p", ResyncPolicyStatus(), after, STARTED, NOW
+    )
+    assert {r.event for r in only.notifications} == {"RemediationStarted"}
+
+
+def conditions(**by_type: tuple[str, float]) -> list[Condition]:
+    """Conditions by type: (status, seconds before NOW it took that status)."""
+    return [
+        Condition(type=t, status=st, reason="R", message="", last_transition_time=ts(ago))  # type: ignore[arg-type]
+        for t, (st, ago) in by_type.items()
+    ]
+
+
+def test_a_suppression_and_the_return_to_sync_are_told_when_asked() -> None:
+    spec = policy_notify(events=["RemediationSuppressed", "InSyncAgain"])
+    after = pstatus("True", ("True", "CoolingDown"))
+    ev = [Event("Normal", "RemediationSuppressed", "CoolingDown: the last remediation ...")]
+    out = notify.policy_queue(spec, "uid-p", pstatus("True"), after, ev, NOW)
+    assert [(r.event, r.reason, r.replicas) for r in out.notifications][::2] == [
+        ("RemediationSuppressed", "CoolingDown", ["db-0"])
+    ]
+
+    def again(before: list[Condition], after: list[Condition]) -> list[tuple[str, str, str]]:
+        b = ResyncPolicyStatus(conditions=before)
+        a = ResyncPolicyStatus(conditions=after, in_sync="2/2")
+        return [
+            (r.event, r.reason, r.message)
+            for r in notify.policy_queue(spec, "u", b, a, [], NOW).notifications
+        ]
+
+    in_sync = conditions(InSync=("True", 0), Drifted=("False", 0))
+    told = [("InSyncAgain", "InSync", "every replica is in sync again (2/2)")] * 2  # webhook and email
+    # Drifted, then in sync.
+    assert again(conditions(InSync=("False", 60), Drifted=("True", 60)), in_sync) == told
+    # Drifted, then Unknown for a while (the drifted replica being resynced), then in sync.
+    assert again(conditions(InSync=("Unknown", 30), Drifted=("False", 30)), in_sync) == told
+    # Not after a probe that could not tell, with no drift since InSync was last True.
+    assert again(conditions(InSync=("Unknown", 30), Drifted=("False", 3600)), in_sync) == []
+    # Nor in sync after in sync, nor at the first probe, nor while a drift is still Unknown.
+    assert again(in_sync, in_sync) == []
+    assert again([], in_sync) == []
+    assert (
+        again(conditions(InSync=("False", 60), Drifted=("True", 60)), conditions(InSync=("Unknown", 0))) == []
+    )
+
+
+def test_two_decisions_of_one_kind_in_one_second_get_distinct_ids() -> None:
+    spec = policy_notify(events=["DriftDetected"])
+    once = notify.policy_queue(spec, "u", ResyncPolicyStatus(), pstatus("True"), STARTED[:1], NOW)
+    twice = notify.policy_queue(spec, "u", once, once, STARTED[:1], NOW)
+    assert [r.id for r in twice.notifications] == ["u/DriftDetected/20260102T030405Z"] * 2 + [
+        "u/DriftDetected/20260102T030405Z-2"
+    ] * 2
+
+
+def test_the_records_are_bounded_the_delivered_going_first() -> None:
+    spec = policy_notify(events=["DriftDetected"])
+    status = ResyncPolicyStatus()
+    for i in range(15):
+        status = notify.policy_queue(spec, "u", status, status, STARTED[:1], NOW + dt.timedelta(seconds=i))
+        if i == 0:  # the very first stays pending
+            continue
+        status = status.model_copy(
+            update={
+                "notifications": [
+                    r.model_copy(update={"sent_at": ts(0)}) if r.id.endswith(f"{5 + i:02d}Z") else r
+                    for r in status.notifications
+                ]
+            }
+        )
+    recs = status.notifications
+    assert len(recs) == MAX_POLICY_NOTIFICATIONS
+    assert recs[0].id == "u/DriftDetected/20260102T030405Z" and not recs[0].sent_at  # pending: kept
+    assert recs[-1].id == "u/DriftDetected/20260102T030419Z"
+
+
+def test_a_policy_s_failed_delivery_is_retried_with_backoff_then_given_up() -> None:
+    spec = policy_notify(events=["DriftDetected"])
+    recs = list(
+        notify.policy_queue(spec, "u", ResyncPolicyStatus(), pstatus("True"), STARTED[:1], NOW).notifications
+    )
+    d = notify.policy_due(spec, recs, NOW)
+    assert d.due == (
+        ("u/DriftDetected/20260102T030405Z", "Webhook"),
+        ("u/DriftDetected/20260102T030405Z", "Email"),
+    )
+    rid = recs[0].id
+    recs, gave_up = notify.policy_attempted(recs, rid, "Webhook", NOW, None, RETRY)
+    recs, gave_up = notify.policy_attempted(recs, rid, "Email", NOW, "SMTP h:587: refused", RETRY)
+    assert not gave_up
+    d = notify.policy_due(spec, recs, NOW + dt.timedelta(seconds=1))
+    assert d.due == () and d.requeue_after == 9.0  # the email in 10 s; the webhook is done
+    recs, _ = notify.policy_attempted(recs, rid, "Email", NOW + dt.timedelta(seconds=10), "again", RETRY)
+    recs, gave_up = notify.policy_attempted(
+        recs, rid, "Email", NOW + dt.timedelta(seconds=30), "again", RETRY
+    )
+    assert gave_up and recs[1].gave_up and recs[1].attempts == 3 and recs[0].attempts == 1
+    assert notify.policy_due(spec, recs, NOW + dt.timedelta(hours=1)) == notify.PolicyDecision()
+    # A channel removed from the spec is no longer tried.
+    webhook_only = PolicyNotifySpec.model_validate({"webhook": {"urlSecretRef": {"name": "h", "key": "u"}}})
+    fresh = list(
+        notify.policy_queue(spec, "u", ResyncPolicyStatus(), pstatus("True"), STARTED[:1], NOW).notifications
+    )
+    assert [c for _, c in notify.policy_due(webhook_only, fresh, NOW).due] == ["Webhook"]
+
+
+def test_the_policy_payloads_say_what_was_decided_and_how_to_look(hook_url: str) -> None:
+    p = Policy(
+        "pol",
+        "prod",
+        "uid-p",
+        1,
+        ResyncPolicySpec.model_validate(
+            {**POLICY_SPEC, "notify": {"webhook": {"urlSecretRef": {"name": "hook", "key": "url"}}}}
+        ),
+        ResyncPolicyStatus(),
+    )
+    after = pstatus(
+        "True",
+        ("False", "Remediating"),
+        last_remediation=Remediation(name="pol-1", replicas=["db-0"], created_at=ts(0)),
+    )
+    rec = notify.policy_queue(p.spec.notify, p.uid, ResyncPolicyStatus(), after, STARTED, NOW).notifications[
+        1
+    ]
+    doc = notify.policy_payload(p, rec)
+    assert {
+        k: doc[k]
+        for k in ("kind", "id", "event", "policy", "namespace", "mode", "reason", "replicas", "resync")
+    } == {
+        "kind": "ResyncPolicyNotification",
+        "id": "uid-p/RemediationStarted/20260102T030405Z",
+        "event": "RemediationStarted",
+        "policy": "pol",
+        "namespace": "prod",
+        "mode": "Auto",
+        "reason": "Remediating",
+        "replicas": ["db-0"],
+        "resync": "pol-1",
+    }
+    assert doc["target"] == {"kind": "StatefulSet", "name": "db"} and doc["decidedAt"] == ts(0)
+    assert doc["commands"]["resync"] == "kubectl get clusterresync pol-1 -n prod"
+    slack = notify.policy_slack_payload(p, rec)
+    assert slack["text"] == "ResyncPolicy prod/pol RemediationStarted: Remediating"
+    assert "*ClusterResync*\npol-1" in [f["text"] for f in slack["blocks"][1]["fields"]]
+    mail = notify.policy_email_message(
+        p, rec, notify.SmtpConfig(sender="ops@example.com"), ["dba@example.com"]
+    )
+    assert mail["Subject"] == "[ResyncPolicy] prod/pol RemediationStarted: Remediating"
+    assert mail["X-ClusterResync-Delivery"] == "uid-p/RemediationStarted/20260102T030405Z/email"
+    # Delivered: the webhook gets the generic document, with its delivery id.
+    done = notify.run_policy(
+        SecretKube({"hook": {"url": hook_url}}),  # type: ignore[arg-type]
+        replace(p, status=ResyncPolicyStatus(notifications=[rec])),
+        notify.policy_due(p.spec.notify, [rec], NOW),
+        NOW,
+    )
+    assert [r.id for r in done.sent] == [rec.id] and done.notifications[0].sent_at == "2026-01-02T03:04:05Z"
+    headers, body = Hook.received[0]
+    assert body == doc and headers["x-clusterresync-delivery"] == f"{rec.id}/webhook"

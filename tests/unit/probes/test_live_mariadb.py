@@ -74,10 +74,13 @@ def run(
 
 
 @pytest.fixture
-def workdir() -> Iterator[Path]:
+def workdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="probes-live-mariadb-", dir="/tmp"))
     if USER:
         shutil.chown(path, USER)
+    # mariadb-install-db and mariadbd put their temporary files in $TMPDIR (default /tmp): a
+    # private one, so that servers other tests start at the same time never share them.
+    monkeypatch.setenv("TMPDIR", str(path))
     try:
         yield path
     finally:
