@@ -559,9 +559,9 @@ class PlannedAction(Model):
     )
 
 
-class NotificationStatus(Model):
-    channel: Literal["Webhook", "Email"] = Field(description="How it is delivered.")
-    event: NotifyEvent = Field(description="The end it tells of.")
+class Delivery(Model):
+    """Where the delivery of one notification stands: tried, sent, or given up (notify.py)."""
+
     attempts: Annotated[int, Field(ge=0)] = Field(0, description="Delivery attempts made.")
     sent_at: Timestamp | None = Field(None, description="When it was delivered (it is not sent again).")
     last_attempt_at: Timestamp | None = Field(None, description="When it was last tried.")
@@ -572,6 +572,11 @@ class NotificationStatus(Model):
     gave_up: bool = Field(
         False, description="The attempts ran out: a Warning Event NotificationFailed was posted."
     )
+
+
+class NotificationStatus(Delivery):
+    channel: Literal["Webhook", "Email"] = Field(description="How it is delivered.")
+    event: NotifyEvent = Field(description="The end it tells of.")
 
 
 class ClusterResyncStatus(Model):
@@ -769,7 +774,7 @@ class Remediation(Model):
 MAX_POLICY_NOTIFICATIONS = 20  # status.notifications of a ResyncPolicy (the oldest delivered go first)
 
 
-class PolicyNotificationStatus(Model):
+class PolicyNotificationStatus(Delivery):
     id: Annotated[str, Field(max_length=256)] = Field(description="The decision's id (the payload's id).")
     channel: Literal["Webhook", "Email"] = Field(description="How it is delivered.")
     event: PolicyNotifyEvent = Field(description="The decision it tells of.")
@@ -782,16 +787,6 @@ class PolicyNotificationStatus(Model):
     )
     resync: Name | None = Field(None, description="The ClusterResync created (RemediationStarted).")
     created_at: Timestamp = Field(description="When the decision was made.")
-    attempts: Annotated[int, Field(ge=0)] = Field(0, description="Delivery attempts made.")
-    sent_at: Timestamp | None = Field(None, description="When it was delivered (it is not sent again).")
-    last_attempt_at: Timestamp | None = Field(None, description="When it was last tried.")
-    next_attempt_at: Timestamp | None = Field(None, description="When it is tried again, after a failure.")
-    last_error: Annotated[str, Field(max_length=MAX_REASON)] | None = Field(
-        None, description="Why the last attempt failed (never the URL or a credential)."
-    )
-    gave_up: bool = Field(
-        False, description="The attempts ran out: a Warning Event NotificationFailed was posted."
-    )
 
 
 class ResyncPolicyStatus(Model):
