@@ -27,14 +27,12 @@ import yaml
 
 from kubesim import podsecurity
 
-from .test_manifests import CLUSTER_SCOPED, OPERATOR_NS, WILDCARD, allowed, of_kind, render
+from .test_manifests import CLUSTER_SCOPED, OPERATOR_NS, WILDCARD, Grant, allowed, grants_of, of_kind, render
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "clusterresync"
 RELEASE = "clusterresync"  # the release name whose objects are named as manifests/ names them
 SA_NAME = "clusterresync-operator"
-
-Grant = tuple[str, str, str, str, tuple[str, ...]]
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -65,37 +63,6 @@ def notes(chart: helm.Chart, values: dict[str, Any] | None = None) -> str:
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     (d,) = [d for d in docs if d["kind"] == kind]
     return d
-
-
-def grants_of(docs: list[dict[str, Any]] | tuple[dict[str, Any], ...], sa: tuple[str, str]) -> set[Grant]:
-    """(scope, group, resource, verb, resourceNames) granted to ServiceAccount ``sa``; scope is "*"
-    for cluster-wide, else the namespace of the RoleBinding. Every binding must name a role the
-    install defines."""
-    roles = {("ClusterRole", d["metadata"]["name"], ""): d for d in docs if d["kind"] == "ClusterRole"}
-    roles |= {
-        ("Role", d["metadata"]["name"], d["metadata"].get("namespace", "")): d
-        for d in docs
-        if d["kind"] == "Role"
-    }
-    out: set[Grant] = set()
-    for b in docs:
-        if b["kind"] not in ("ClusterRoleBinding", "RoleBinding"):
-            continue
-        if not any(
-            s.get("kind") == "ServiceAccount" and (s.get("namespace"), s.get("name")) == sa
-            for s in b.get("subjects") or []
-        ):
-            continue
-        scope = WILDCARD if b["kind"] == "ClusterRoleBinding" else b["metadata"]["namespace"]
-        ref = b["roleRef"]
-        key = (ref["kind"], ref["name"], "" if ref["kind"] == "ClusterRole" else scope)
-        assert key in roles, f"{b['metadata']['name']} binds {key}, which the chart does not define"
-        for rule in roles[key]["rules"]:
-            for g in rule["apiGroups"]:
-                for r in rule["resources"]:
-                    for v in rule["verbs"]:
-                        out.add((scope, g, r, v, tuple(rule.get("resourceNames") or ())))
-    return out
 
 
 @cache

@@ -169,18 +169,27 @@ def deployment(path: str) -> dict[str, Any]:
     return dep
 
 
-def grants(path: str) -> set[tuple[str, str, str, str, tuple[str, ...]]]:
-    """(scope, group, resource, verb, resourceNames) granted to the operator's ServiceAccount;
-    scope is "*" for cluster-wide or the namespace of a RoleBinding."""
-    docs = render(path)
-    roles = {("ClusterRole", d["metadata"]["name"], ""): d for d in of_kind(docs, "ClusterRole")}
+Grant = tuple[str, str, str, str, tuple[str, ...]]
+
+
+def grants_of(
+    docs: list[dict[str, Any]] | tuple[dict[str, Any], ...], sa: tuple[str, str] = SA
+) -> set[Grant]:
+    """(scope, group, resource, verb, resourceNames) granted to ServiceAccount ``sa`` by rendered
+    manifests (kustomize's or the Helm chart's); scope is "*" for cluster-wide or the namespace of
+    a RoleBinding. Every binding must name a role the install defines."""
+    roles = {("ClusterRole", d["metadata"]["name"], ""): d for d in docs if d["kind"] == "ClusterRole"}
     roles |= {
-        ("Role", d["metadata"]["name"], d["metadata"].get("namespace", "")): d for d in of_kind(docs, "Role")
+        ("Role", d["metadata"]["name"], d["metadata"].get("namespace", "")): d
+        for d in docs
+        if d["kind"] == "Role"
     }
-    out = set()
-    for b in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
+    out: set[Grant] = set()
+    for b in docs:
+        if b["kind"] not in ("ClusterRoleBinding", "RoleBinding"):
+            continue
         if not any(
-            s.get("kind") == "ServiceAccount" and (s.get("namespace"), s.get("name")) == SA
+            s.get("kind") == "ServiceAccount" and (s.get("namespace"), s.get("name")) == sa
             for s in b.get("subjects") or []
         ):
             continue
@@ -194,6 +203,11 @@ def grants(path: str) -> set[tuple[str, str, str, str, tuple[str, ...]]]:
                     for v in rule["verbs"]:
                         out.add((scope, g, r, v, tuple(rule.get("resourceNames") or ())))
     return out
+
+
+def grants(path: str) -> set[Grant]:
+    """What ``kubectl kustomize path`` grants the operator's ServiceAccount (``grants_of``)."""
+    return grants_of(render(path))
 
 
 INSTALLS = ["manifests", "manifests/overlays/namespaced"]
