@@ -122,3 +122,15 @@ def test_empty_output_and_failures_are_errors(engine: str) -> None:
     assert parse("db-1", "", "", ok).error is not None
     failed = parse("db-1", "", "boom", 500 if engine == "HTTP" else 1)
     assert failed.error is not None and "boom" in failed.error
+
+
+def test_the_mariadb_clients_statement_echo_is_not_the_reason() -> None:
+    """MariaDB 10.11's client echoes the failing statement between two rulers before its ERROR
+    line: the reading's error is the ERROR line, not the ruler."""
+    stderr = (
+        "--------------\nSELECT @@server_id AS server_id; SHOW SLAVE STATUS\n--------------\n\n"
+        "ERROR 1045 (28000): Access denied for user 'monitor'@'localhost' (using password: YES)\n"
+    )
+    reading = PRESETS["MariaDB"].parse("db-1", "", stderr, 1)
+    assert reading.error is not None and "ERROR 1045 (28000): Access denied" in reading.error
+    assert "------" not in reading.error and "SELECT" not in reading.error
