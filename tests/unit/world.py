@@ -61,6 +61,9 @@ class World:
     unready_on_copy: set[str] = field(default_factory=set)
     never_ready: set[str] = field(default_factory=set)
     fail_jobs: set[str] = field(default_factory=set)
+    # Replicas whose copy (the staging claim restored from the snapshot) takes this many ticks
+    # more to provision: a slow copy.
+    slow_copies: dict[str, int] = field(default_factory=dict)
     pv_seq: itertools.count = field(default_factory=lambda: itertools.count(100))  # type: ignore[type-arg]
 
     def __post_init__(self) -> None:
@@ -356,6 +359,10 @@ class World:
         content = ""
         if src and src["kind"] == "VolumeSnapshot":
             if src["name"] not in self.snapshot_data:
+                return
+            replica = (c["metadata"].get("labels") or {}).get("clusterresync.io/replica", "")
+            if self.slow_copies.get(replica, 0) > 0:
+                self.slow_copies[replica] -= 1
                 return
             content = self.snapshot_data[src["name"]]
         elif src and src["kind"] == "PersistentVolumeClaim":

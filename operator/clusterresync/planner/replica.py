@@ -300,6 +300,16 @@ def _detaching(b: Builder, name: str) -> bool:
     if stop:
         skip(b, b.replica(name), stop[0], f"not swapped: {stop[1]}; the replica was not touched")
         return False
+    # Swaps go in the order of spec.replicas (docs/usage.md, maxParallel): a copy staged first
+    # still waits for the replicas before it, so the order a user chose holds whatever the
+    # storage's speed.
+    names = [x.name for x in b.status.replicas]
+    before = [x.name for x in b.status.replicas[: names.index(name)] if x.phase in NOT_SWAPPED]
+    if before:
+        msg = f"copy staged; waiting to swap after {', '.join(before)} (swaps go in the order of spec.replicas)"
+        if b.replica(name).message != msg:
+            b.put_replica(b.replica(name).model_copy(update={"message": msg}))
+        return False
     # maxParallel bounds the replicas out of service: a staged copy waits for a slot.
     spec = b.obs.resync.spec
     out = [x.name for x in b.status.replicas if x.phase in OUT_OF_SERVICE]

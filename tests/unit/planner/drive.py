@@ -93,6 +93,13 @@ def check_invariants(w: World, s: ClusterResyncSpec, primary: Any, old_pvs: dict
     # 3. At most maxParallel replicas out of service.
     out = [p for p in old_pvs if p not in w.pods or not planner.pod_ready(w.pods[p])]
     assert len(out) <= s.max_parallel, f"{out} out of service with maxParallel {s.max_parallel}"
+    # 4. Swaps go in the order of spec.replicas: none before every replica ahead of it has swapped
+    # (or left the run untouched).
+    rs = w.status.replicas
+    for i, r in enumerate(rs):
+        if r.swap_started_at:
+            ahead = [e.name for e in rs[:i] if not e.swap_started_at and e.phase not in ("Skipped", "Failed")]
+            assert not ahead, f"{r.name} swapped before {ahead}"
 
 
 def assert_success(w: World, s: ClusterResyncSpec) -> None:

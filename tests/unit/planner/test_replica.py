@@ -54,6 +54,26 @@ def test_copies_are_made_ahead_of_the_swaps_and_bounded(copies: int) -> None:
     assert ahead[0]
 
 
+@pytest.mark.parametrize("max_parallel", [1, 2])
+def test_swaps_go_in_the_order_of_spec_replicas_whichever_copy_is_ready_first(max_parallel: int) -> None:
+    # db-4's copy is quick, db-0's slow: db-4 still waits for db-0, as spec.replicas orders them.
+    w = World(replicas=5, primary=1, slow_copies={"db-0": 15, "db-3": 8})
+    s = spec(replicas=["db-0", "db-3", "db-4", "db-2"], maxParallel=max_parallel, maxParallelCopies=4)
+    order: list[str] = []
+    waited = [False]
+
+    def watch(w: World, _: planner.Plan) -> None:
+        for r in w.status.replicas:
+            if r.swap_started_at and r.name not in order:
+                order.append(r.name)
+            waited[0] = waited[0] or "waiting to swap after db-0" in r.message
+
+    drive(w, s, on_step=watch)
+    assert w.status.phase == "Completed", [(r.name, r.phase, r.message) for r in w.status.replicas]
+    assert order == ["db-0", "db-3", "db-4", "db-2"]
+    assert waited[0], "no copy was staged ahead of db-0's: the test shows nothing"
+
+
 def test_primary_change_mid_run_stops_before_next_replica() -> None:
     w2, s2 = World(), spec()
     restarted = {"done": False}
