@@ -306,7 +306,9 @@ def _detaching(b: Builder, name: str) -> bool:
     names = [x.name for x in b.status.replicas]
     before = [x.name for x in b.status.replicas[: names.index(name)] if x.phase in NOT_SWAPPED]
     if before:
-        msg = f"copy staged; waiting to swap after {', '.join(before)} (swaps go in the order of spec.replicas)"
+        msg = (
+            f"copy staged; waiting to swap after {', '.join(before)} (swaps go in the order of spec.replicas)"
+        )
         if b.replica(name).message != msg:
             b.put_replica(b.replica(name).model_copy(update={"message": msg}))
         return False
