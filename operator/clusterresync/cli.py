@@ -43,8 +43,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import MutableMapping
 
-from . import cache, leader, metrics, notify
+from . import cache, leader, logs, metrics, notify
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,6 +116,14 @@ def leader_config(args: list[str]) -> tuple[leader.LeaderConfig, list[str]]:
     return config, rest
 
 
+def give_kopf_the_identity(identity: str, environ: MutableMapping[str, str] = os.environ) -> None:
+    """Kopf names its process (``peering.detect_own_id``) from ``POD_ID``, else from the user's
+    login name, which ``getpass.getuser`` looks up in /etc/passwd: a uid with no entry there (the
+    image's 65532 on a slim base, OpenShift's arbitrary uids) would crash it at start. The
+    Lease's identity is given instead, so Kopf never asks."""
+    environ.setdefault("POD_ID", identity)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -125,11 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clusterresync-operator: {e}", file=sys.stderr)
         return 2
     leader.configure(config)
+    give_kopf_the_identity(config.identity)
     metrics.configure(address, port)
     notify.configure(smtp, retry)
     cache.configure(served_namespaces(args))
     if not any(a in ("-A", "--all-namespaces") or a.startswith(("-n", "--namespace")) for a in args):
         args.insert(0, "--all-namespaces")
+    if logs.json_wanted() and not any(a.startswith("--log-format") for a in args):
+        args.insert(0, "--log-format=json")  # Kopf's own lines as JSON too, one object per line
     from kopf.cli import main as kopf_main
 
     try:

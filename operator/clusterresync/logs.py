@@ -14,10 +14,15 @@ import sys
 import structlog
 
 
+def json_wanted() -> bool:
+    """JSON lines when ``CLUSTERRESYNC_LOG_FORMAT=json``, or unset and stderr is no terminal."""
+    fmt = os.environ.get("CLUSTERRESYNC_LOG_FORMAT", "")
+    return fmt == "json" or (fmt != "console" and not sys.stderr.isatty())
+
+
 def configure(level: int = logging.INFO, json_output: bool | None = None) -> None:
     if json_output is None:
-        fmt = os.environ.get("CLUSTERRESYNC_LOG_FORMAT", "")
-        json_output = fmt == "json" or (fmt != "console" and not sys.stderr.isatty())
+        json_output = json_wanted()
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if json_output

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -197,6 +198,13 @@ def statefulset(
 
 def apply(cluster: KubeSim, ns: str, obj: dict[str, Any]) -> None:
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(obj))
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (0.0.0.0 and 127.0.0.1 alike)."""
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_for(fn: Any, timeout: float = 60.0, what: str = "condition") -> Any:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -32,7 +31,7 @@ import pytest
 
 from kubesim.testing import KubeSim, kubectl_binary
 
-from .conftest import LEASE_DURATION, RETRY_PERIOD, Operator, wait_for
+from .conftest import LEASE_DURATION, RETRY_PERIOD, Operator, free_port, wait_for
 from .test_resync import (
     OPERATOR_USER,
     assert_primary_untouched,
@@ -163,12 +162,6 @@ def acting(op: Operator, after: int = 0) -> list[dict[str, Any]]:
             if rec.get("event") in ACTING:
                 out.append(rec)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def health(port: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 (Helm 4's Go SDK through ``helm-python-sdk``), then the real operator run as the chart's
 ServiceAccount (so the chart's RBAC is what authorizes it), with the arguments of the chart's
 Deployment, resyncing a StatefulSet to Completed, in the cluster-wide and the namespaced mode.
+``test_helm_pod.py`` runs the chart's own pod instead (the image's entrypoint, in-cluster login).
 
 Helm 4 applies with server-side apply by default (``helm install``, ``Config.install``): the main
 flow does so (kubesim implements server-side apply). ``helm install --server-side=false`` applies

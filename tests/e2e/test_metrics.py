@@ -4,7 +4,6 @@ after a ResyncPolicy in mode "Off" found drift: each pod's lag, and the suppress
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -14,19 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubesim.testing import KubeSim
 
-from .conftest import Operator, apply, wait_for
+from .conftest import Operator, apply, free_port, wait_for
 from .test_policy import cond, history, status
 from .test_resync import make_db, resync, wait_done
 
 pytestmark = pytest.mark.e2e
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,19 +23,13 @@ from unit.smtpd import PASSWORD, USER, SecureMailbox
 
 from kubesim.testing import KubeSim
 
-from .conftest import Operator, apply, wait_for
+from .conftest import Operator, apply, free_port, wait_for
 from .test_policy import policy, setup, status
 from .test_resync import get, make_db, resync, wait_done
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "XXXXnotify-token-4f9a"  # what a Slack URL carries: must never be logged
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

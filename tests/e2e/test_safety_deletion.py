@@ -34,6 +34,7 @@ from .safety_helpers import (
     pvs_of_namespace,
     record,
     remove_fault,
+    replica_status,
     resume,
     resync_uid,
     settles,
@@ -138,12 +139,20 @@ def test_delete_at_every_phase_loses_nothing(
             )
         resync(cluster, db, maxParallel=1, **hold.spec)
         if phase == "Finishing":
-            wait_replica(cluster, ns, "pg-0", ("Verifying",))
+            st = wait_replica(cluster, ns, "pg-0", ("Verifying",))
+            # Finishing's first step patches pg-0's new PV: slow that patch, not another replica's
+            # (pg-2's copy is being staged meanwhile, with PV patches of its own).
+            (vol,) = replica_status(st, "pg-0")["volumes"]
             fids.append(
                 add_fault(
                     cluster,
                     "latency",
-                    match={"verb": "patch", "resource": "persistentvolumes", "user": OPERATOR_USER},
+                    match={
+                        "verb": "patch",
+                        "resource": "persistentvolumes",
+                        "name": vol["newPv"],
+                        "user": OPERATOR_USER,
+                    },
                     delay=6.0,
                     count=1,
                 )

@@ -201,7 +201,9 @@ def test_selectors(k8s_client: client.ApiClient, ns: str) -> None:
         core.create_namespaced_config_map(ns, {"metadata": {"name": name, "labels": labels}})
 
     def names(**kw: Any) -> list[str]:
-        return [i.metadata.name for i in core.list_namespaced_config_map(ns, **kw).items]
+        # Every namespace holds the ConfigMap kube-root-ca.crt (the root CA publisher's, no labels).
+        items = core.list_namespaced_config_map(ns, **kw).items
+        return [i.metadata.name for i in items if i.metadata.name != "kube-root-ca.crt"]
 
     assert names(label_selector="app=db") == ["a", "b"]
     assert names(label_selector="app!=db") == ["c"]
@@ -229,15 +231,16 @@ def test_pagination(k8s_client: client.ApiClient, ns: str) -> None:
     core = client.CoreV1Api(k8s_client)
     for i in range(5):
         core.create_namespaced_config_map(ns, {"metadata": {"name": f"cm{i}"}})
+    # Six in all: the namespace's own kube-root-ca.crt comes last in name order.
     first = core.list_namespaced_config_map(ns, limit=2)
-    assert len(first.items) == 2 and first.metadata._continue and first.metadata.remaining_item_count == 3
+    assert len(first.items) == 2 and first.metadata._continue and first.metadata.remaining_item_count == 4
     seen = [i.metadata.name for i in first.items]
     tok = first.metadata._continue
     while tok:
         page = core.list_namespaced_config_map(ns, limit=2, _continue=tok)
         seen += [i.metadata.name for i in page.items]
         tok = page.metadata._continue
-    assert seen == [f"cm{i}" for i in range(5)]
+    assert seen == [*(f"cm{i}" for i in range(5)), "kube-root-ca.crt"]
 
 
 def test_watch_order_resume_and_gone(kubesim: KubeSim, k8s_client: client.ApiClient, ns: str) -> None:

@@ -143,3 +143,25 @@ def test_admin_cli_injects_a_fault(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def test_images_file_registers_image_configs(tmp_path: Path) -> None:
+    import pytest
+
+    from kubesim.cli import load_images
+    from kubesim.kubelet import ImageConfig
+
+    f = tmp_path / "images.yaml"
+    f.write_text(
+        "busybox:\n  Entrypoint: [/bin/sh, -c]\n  Cmd: ['echo hi']\n"
+        "ghcr.io/org/app:1.0:\n  Entrypoint: [app]\n  Env: [A=1]\n  User: '65532:65532'\n  WorkingDir: /w\n"
+    )
+    assert load_images(f) == {
+        "docker.io/library/busybox:latest": ImageConfig(entrypoint=("/bin/sh", "-c"), cmd=("echo hi",)),
+        "ghcr.io/org/app:1.0": ImageConfig(
+            entrypoint=("app",), env=("A=1",), user="65532:65532", working_dir="/w"
+        ),
+    }
+    f.write_text("app:\n  Entrypoint: [x]\n  Volumes: {}\n")
+    with pytest.raises(SystemExit, match=r"unsupported image config keys: \['Volumes'\]"):
+        load_images(f)

@@ -434,6 +434,42 @@ def test_process_writes_volume_as_user_with_fsgroup(kubesim: KubeSim) -> None:
     assert not Path("/srv/sub").exists()  # the mount was private to the container
 
 
+def test_read_only_root_filesystem_leaves_volumes_writable(kubesim: KubeSim) -> None:
+    ns = new_ns(kubesim)
+    probe = Path(kubesim.workdir) / f"rofs-{ns}"  # on the host's root filesystem
+    script = (
+        f"touch {probe} 2>/scratch/root-error; echo $? > /scratch/root-rc; "
+        "echo kept > /scratch/file; cat /scratch/root-rc /scratch/root-error /scratch/file"
+    )
+    create_pod(
+        kubesim,
+        ns,
+        "ro",
+        [
+            {
+                "name": "c",
+                "command": ["/bin/sh", "-c", script],
+                "securityContext": {"readOnlyRootFilesystem": True},
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+            }
+        ],
+        annotations=PROCESS,
+        restartPolicy="Never",
+        volumes=[{"name": "scratch", "emptyDir": {}}],
+    )
+    p = wait_for(
+        lambda: (x := pod(kubesim, ns, "ro")) and x["status"]["phase"] in ("Succeeded", "Failed") and x,
+        what="done",
+    )
+    out = log_text(kubesim, ns, "ro", "c")
+    assert p["status"]["phase"] == "Succeeded", out
+    rc, error, kept = out.strip().splitlines()
+    assert rc != "0" and "Read-only file system" in error and kept == "kept"
+    assert not probe.exists()
+    probe.touch()  # the host's root stays writable
+    probe.unlink()
+
+
 def test_emptydir_fsgroup_and_exec(kubesim: KubeSim) -> None:
     ns = new_ns(kubesim)
     create_pod(

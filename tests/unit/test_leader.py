@@ -692,3 +692,30 @@ async def test_the_deletion_handler_backs_off_on_errors_and_waits_for_the_cleanu
     assert delays == [1.0, 2.0, 3.0]  # two failures, then "cleaning up" at the plan's pace
     await handlers.deleted(body=kopf.Body(resync_body(deleting=True)))  # done: Kopf removes the finalizer
     assert results == [] and "u1" not in handlers._deletion_failures
+
+
+def test_kopf_is_given_the_lease_identity_and_never_looks_the_user_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image runs as uid 65532, which has no /etc/passwd entry on a slim base (nor do
+    OpenShift's arbitrary uids): Kopf must not need ``getpass.getuser`` to name itself."""
+    import getpass
+
+    from kopf._core.engines import peering
+
+    from clusterresync import cli
+
+    def no_such_user() -> str:
+        raise KeyError("getpwuid(): uid not found: 65532")
+
+    monkeypatch.setattr(getpass, "getuser", no_such_user)
+    monkeypatch.delenv("POD_ID", raising=False)
+    with pytest.raises(KeyError):
+        peering.detect_own_id(manual=False)  # what crashed the image's first start
+    env: dict[str, str] = {}
+    cli.give_kopf_the_identity("op-7f9c-abc12", env)
+    assert env == {"POD_ID": "op-7f9c-abc12"}
+    monkeypatch.setenv("POD_ID", env["POD_ID"])
+    assert peering.detect_own_id(manual=False) == "op-7f9c-abc12"
+    cli.give_kopf_the_identity("other", env)  # a POD_ID set by the user is kept
+    assert env["POD_ID"] == "op-7f9c-abc12"

@@ -110,6 +110,8 @@ class APIServer:
             self.types[(rt.group, rt.version, rt.plural)] = rt
         # Hooks controllers add: called after a CRD is established or removed.
         self.on_types_changed: list[Callable[[], None]] = []
+        # The cluster's CA (PEM), published in every namespace as the ConfigMap kube-root-ca.crt.
+        self.root_ca_pem = ""
 
     # -- resource types ----------------------------------------------------------------------
     def resource(self, group: str, version: str, plural: str) -> ResourceType:

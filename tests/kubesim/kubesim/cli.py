@@ -17,6 +17,19 @@ from typing import Any
 import yaml
 
 from .cluster import Cluster, ClusterConfig, write_kubeconfig
+from .kubelet import ImageConfig, normalize_image
+
+
+def load_images(path: Path) -> dict[str, ImageConfig]:
+    """``--images FILE``: a YAML mapping of image reference to its OCI image config
+    (``Entrypoint``, ``Cmd``, ``Env``, ``User``, ``WorkingDir``)."""
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise SystemExit(f"{path}: expected a mapping of image reference to image config")
+    try:
+        return {normalize_image(str(ref)): ImageConfig.from_oci(dict(cfg or {})) for ref, cfg in raw.items()}
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"{path}: {e}") from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -25,6 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir) if args.data_dir else None,
         access_log=args.access_log,
         audit_log=Path(args.audit_log) if args.audit_log else None,
+        images=load_images(Path(args.images)) if args.images else {},
     )
     if args.access_log:
         import logging
@@ -146,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         "--audit-log",
         metavar="PATH",
         help="append one audit.k8s.io/v1 Event (level Metadata) per request to PATH, as JSON lines",
+    )
+    s.add_argument(
+        "--images",
+        metavar="FILE",
+        help="a YAML mapping of image reference to its OCI config (Entrypoint, Cmd, Env, User, "
+        "WorkingDir): what a process pod's container without a command runs",
     )
     s.set_defaults(func=_serve)
     k = sub.add_parser("kubeconfig", help="write a kubeconfig that authenticates as a ServiceAccount")

@@ -32,7 +32,7 @@ from .csi import CSIBackend
 from .csi import bootstrap_objects as csi_bootstrap_objects
 from .errors import StatusError, bad_request
 from .faults import Faults
-from .kubelet import Kubelet
+from .kubelet import ImageConfig, Kubelet, normalize_image
 from .meta import time_plus
 from .openapi import OpenAPI
 from .protobuf import CONTENT_TYPE as PROTOBUF
@@ -83,6 +83,11 @@ class ClusterConfig:
     statefulset_resync_period: float = 30.0  # statefulSetResyncPeriod
     job_pod_failure_backoff: float = 0.1  # DefaultJobPodFailureBackOff (upstream 10 s), doubling per failure
     job_pod_failure_backoff_max: float = 2.0  # MaxJobPodFailureBackOff (upstream 10 min)
+    # The images the container runtime knows, by reference (normalized as the runtime reports it,
+    # e.g. ``ghcr.io/org/app:1.0``): their OCI config's Entrypoint, Cmd, Env, User and WorkingDir
+    # (``kubelet.ImageConfig``). A process pod's container without a command runs its image's
+    # entrypoint, as containerd does; kubesim pulls nothing, so other images have none.
+    images: dict[str, ImageConfig] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,11 +119,19 @@ class Cluster:
         self.front.extra_handlers["/pods/exec"] = self.podio.exec
         self.front.extra_handlers["/pods/attach"] = self.podio.attach
         self.front.extra_handlers["/pods/log"] = self.podio.log
+        # -- pods/portforward (portforward.py) --
+        from .portforward import PortForward
+
+        self.portforward = PortForward(self)
+        self.front.extra_handlers["/pods/portforward"] = self.portforward.handle
+        # -- end pods/portforward --
         self.controllers: list[Controller] = []
         self.kubelet = Kubelet(self)  # pods of every node; run from make_controllers
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.certs = tls.generate((self.config.host, "localhost"))
+        self.api.root_ca_pem = self.certs.ca_pem.decode()
+        self.config.images = {normalize_image(k): v for k, v in self.config.images.items()}
 
     # -- bootstrap ---------------------------------------------------------------------------
     def _rbac_lister(self, plural: str) -> list[dict[str, Any]]:

@@ -176,6 +176,60 @@ def is_process_pod(pod: dict[str, Any]) -> bool:
     return any(r.get("kind") == "Job" for r in meta.get("ownerReferences") or [])
 
 
+@dataclass(frozen=True)
+class ImageConfig:
+    """What kubesim's runtime knows of an image: the ``config`` of its OCI image configuration
+    (``Entrypoint``, ``Cmd``, ``Env`` as ``NAME=value``, ``User``, ``WorkingDir``). The image's
+    filesystem is the host's: the entrypoint is a host path or a command on ``PATH``."""
+
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    user: str = ""
+    working_dir: str = ""
+
+    @classmethod
+    def from_oci(cls, config: dict[str, Any]) -> ImageConfig:
+        """From an OCI image config object (``{"Entrypoint": [...], "Cmd": [...], ...}``)."""
+        unknown = set(config) - {"Entrypoint", "Cmd", "Env", "User", "WorkingDir"}
+        if unknown:
+            raise ValueError(f"unsupported image config keys: {sorted(unknown)}")
+        return cls(
+            entrypoint=tuple(str(x) for x in config.get("Entrypoint") or ()),
+            cmd=tuple(str(x) for x in config.get("Cmd") or ()),
+            env=tuple(str(x) for x in config.get("Env") or ()),
+            user=str(config.get("User") or ""),
+            working_dir=str(config.get("WorkingDir") or ""),
+        )
+
+
+def _service_vars(name: str, ip: str, ports: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``pkg/kubelet/envvars/envvars.go: FromServices`` for one Service (``makeEnvVariableName``,
+    ``makeLinkVariables``): ``<NAME>_SERVICE_HOST``/``_SERVICE_PORT[_<PORT NAME>]`` and the
+    Docker-link variables ``<NAME>_PORT[_<port>_<PROTO>[_PROTO|_PORT|_ADDR]]``."""
+    prefix = name.replace("-", "_").upper()
+    out = [(f"{prefix}_SERVICE_HOST", ip), (f"{prefix}_SERVICE_PORT", str(ports[0].get("port", "")))]
+    out += [
+        (f"{prefix}_SERVICE_PORT_{str(p['name']).replace('-', '_').upper()}", str(p.get("port", "")))
+        for p in ports
+        if p.get("name")
+    ]
+    for i, p in enumerate(ports):
+        proto = str(p.get("protocol") or "TCP")
+        host = f"[{ip}]:{p.get('port')}" if ":" in ip else f"{ip}:{p.get('port')}"  # net.JoinHostPort
+        url = f"{proto.lower()}://{host}"
+        if i == 0:
+            out.append((f"{prefix}_PORT", url))
+        pp = f"{prefix}_PORT_{p.get('port')}_{proto.upper()}"
+        out += [
+            (pp, url),
+            (f"{pp}_PROTO", proto.lower()),
+            (f"{pp}_PORT", str(p.get("port"))),
+            (f"{pp}_ADDR", ip),
+        ]
+    return out
+
+
 def normalize_image(image: str) -> str:
     """The image reference as the runtime reports it (docker.io/library/x:latest)."""
     name, digest = [*image.split("@", 1), ""][:2]
@@ -871,8 +925,31 @@ class Kubelet(Controller):
         # pkg/api/v1/resource: ExtractContainerResourceValue rounds up.
         return str(math.ceil(parse_quantity(value) / divisor - 1e-9))
 
+    def _service_env(self, pod: dict[str, Any], ns: str) -> dict[str, str]:
+        """``getServiceEnvVarMap``: the master service's variables always, and with
+        ``enableServiceLinks`` (default true) those of every Service of the pod's namespace that
+        has a cluster IP (``envvars.FromServices``). kubesim has no ``kubernetes`` Service and no
+        kube-proxy: the master service's variables name the API server's own address, where
+        upstream they name the Service's cluster IP and port 443, which kube-proxy routes to it."""
+        services: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        if (pod.get("spec") or {}).get("enableServiceLinks", True):
+            for svc in self.store.iter("/services", ns):
+                spec = svc.get("spec") or {}
+                ip = str(spec.get("clusterIP") or "")
+                if ip and ip != "None" and spec.get("ports"):
+                    services[svc["metadata"]["name"]] = (ip, list(spec["ports"]))
+        # The master service wins over a Service of the same name in the pod's namespace.
+        services["kubernetes"] = (
+            self.cluster.config.host,
+            [{"name": "https", "port": self.cluster.port, "protocol": "TCP"}],
+        )
+        return {k: v for name, (ip, ports) in services.items() for k, v in _service_vars(name, ip, ports)}
+
     def _container_env(self, pod: dict[str, Any], rt: PodRuntime, c: dict[str, Any]) -> dict[str, str]:
+        """``makeEnvironmentVariables``: envFrom, then env, ``$(VAR)`` expanded against them and
+        the service variables, then the service variables the container does not set itself."""
         ns = rt.ns
+        service_env = self._service_env(pod, ns)
         env: dict[str, str] = {}
         for ef in c.get("envFrom") or []:
             prefix = ef.get("prefix") or ""
@@ -898,7 +975,7 @@ class Kubelet(Controller):
             name = e.get("name", "")
             vf = e.get("valueFrom")
             if not vf:
-                env[name] = runtime.expand(str(e.get("value", "")), env)
+                env[name] = runtime.expand(str(e.get("value", "")), {**service_env, **env})
                 continue
             if vf.get("fieldRef"):
                 env[name] = self._field_ref(pod, rt, vf["fieldRef"].get("fieldPath", ""))
@@ -932,6 +1009,8 @@ class Kubelet(Controller):
                         continue
                     raise ConfigError(f"couldn't find key {ref.get('key')} in Secret {ns}/{ref.get('name')}")
                 env[name] = data[ref["key"]].decode(errors="replace")
+        for k, v in service_env.items():
+            env.setdefault(k, v)
         return env
 
     def _process_spec(self, pod: dict[str, Any], rt: PodRuntime, c: Container) -> runtime.ProcessSpec:
@@ -940,10 +1019,31 @@ class Kubelet(Controller):
         csc = c.spec.get("securityContext") or {}
         psc = spec.get("securityContext") or {}
         env = self._container_env(pod, rt, c.spec)
-        # kubecontainer.ExpandContainerCommandAndArgs
-        argv = [runtime.expand(str(x), env) for x in c.spec.get("command") or []]
-        argv += [runtime.expand(str(x), env) for x in c.spec.get("args") or []]
+        image = self.cluster.config.images.get(normalize_image(str(c.spec.get("image", ""))))
+        # kubecontainer.ExpandContainerCommandAndArgs, then the runtime completes them from the
+        # image (containerd, internal/cri/opts/spec_opts.go: WithProcessArgs): no command runs
+        # the image's Entrypoint, with the container's args or else the image's Cmd.
+        command = [runtime.expand(str(x), env) for x in c.spec.get("command") or []]
+        args = [runtime.expand(str(x), env) for x in c.spec.get("args") or []]
+        if image is not None and not command:
+            command = list(image.entrypoint)
+            args = args or list(image.cmd)
+        argv = command + args
         uid = csc.get("runAsUser", psc.get("runAsUser"))
+        if uid is None and image is not None and image.user:
+            # kuberuntime_container.go: getImageUser; a non-numeric user cannot be verified.
+            user = image.user.split(":", 1)[0]
+            if not user.isdigit():
+                if csc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+                    raise ConfigError(
+                        f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root"
+                        f' (pod: "{_format_pod(pod)}", container: {c.name})'
+                    )
+                raise ConfigError(
+                    f"image {c.spec.get('image')} has the non-numeric user {user}: kubesim runs processes by uid only",
+                    "CreateContainerError",
+                )
+            uid = int(user)
         gid = csc.get("runAsGroup", psc.get("runAsGroup"))
         eff_uid = int(uid) if uid is not None else 0
         if gid is None:
@@ -965,6 +1065,9 @@ class Kubelet(Controller):
             "HOSTNAME": hostname,
             "HOME": runtime.user_home(eff_uid),
         }
+        if image is not None:
+            # containerd: the image's Env, then the container's (WithEnv overrides by name).
+            full_env.update(dict(x.split("=", 1) for x in image.env if "=" in x))
         full_env.update(env)
         mounts = self._mounts(rt, c, env)
         # kubelet_pods.go: makeMounts adds the hosts file unless the container mounts /etc/hosts.
@@ -973,12 +1076,13 @@ class Kubelet(Controller):
         return runtime.ProcessSpec(
             argv=argv,
             env=full_env,
-            cwd=c.spec.get("workingDir") or "/",
+            cwd=c.spec.get("workingDir") or (image.working_dir if image is not None else "") or "/",
             uid=eff_uid,
             gid=int(gid),
             groups=groups,
             mounts=mounts,
             hostname=hostname,
+            read_only_root=bool(csc.get("readOnlyRootFilesystem")),
         )
 
     def _mounts(self, rt: PodRuntime, c: Container, env: dict[str, str]) -> list[runtime.Mount]:

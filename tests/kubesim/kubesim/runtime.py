@@ -92,6 +92,14 @@ try:
     os.makedirs(cwd, exist_ok=True)
 except OSError:
     pass
+if spec["read_only_root"]:
+    # runc (libcontainer/rootfs_linux.go: finalizeRootfs, readonlyPath): the root is remounted
+    # read-only after the mounts and the working directory; a bind remount changes this mount
+    # namespace's copy only, never the host's.
+    try:
+        mount(None, "/", MS_BIND | MS_REMOUNT | MS_RDONLY)
+    except OSError as e:
+        fail("cannot make the root filesystem read-only: %s" % e.strerror, 128)
 try:
     if spec["gid"] is not None:
         os.setgroups(spec["groups"])
@@ -138,6 +146,7 @@ class ProcessSpec:
     groups: list[int] = field(default_factory=list)
     mounts: list[Mount] = field(default_factory=list)
     hostname: str = "kubesim"
+    read_only_root: bool = False  # securityContext.readOnlyRootFilesystem
 
     def payload(self, argv: list[str] | None = None) -> str:
         d = asdict(self)

@@ -855,13 +855,16 @@ def admit_create(api: APIServer, rt: ResourceType, obj: JSON) -> None:
     if key == ("", "Pod"):
         # plugin/pkg/admission/serviceaccount: the pod's ServiceAccount must exist.
         sa = obj["spec"].get("serviceAccountName", "default")
-        if api.store.peek("/serviceaccounts", meta["namespace"], sa) is None:
+        account = api.store.peek("/serviceaccounts", meta["namespace"], sa)
+        if account is None:
             raise forbidden(
                 rt.plural,
                 rt.group,
                 meta["name"],
                 f'error looking up service account {meta["namespace"]}/{sa}: serviceaccount "{sa}" not found',
             )
+        if _should_automount(account, obj["spec"]):
+            _mount_service_account_token(obj["spec"])
     elif key == ("", "PersistentVolumeClaim"):
         # plugin/pkg/admission/storage/storageobjectinuseprotection
         fins = meta.setdefault("finalizers", [])
@@ -877,6 +880,83 @@ def admit_create(api: APIServer, rt: ResourceType, obj: JSON) -> None:
         fins = meta.setdefault("finalizers", [])
         if "kubernetes.io/pv-protection" not in fins:
             fins.append("kubernetes.io/pv-protection")
+
+
+# plugin/pkg/admission/serviceaccount/admission.go: the projected token volume every pod gets.
+SERVICE_ACCOUNT_VOLUME_PREFIX = "kube-api-access-"  # ServiceAccountVolumeName + "-"
+SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"  # DefaultAPITokenMountPath
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"  # pkg/controller/certificates/rootcacertpublisher
+ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal "
+    "endpoints such as the internal service IP or kubernetes.default.svc. No other usage is "
+    "guaranteed across distributions of Kubernetes clusters."
+)
+TOKEN_EXPIRATION_SECONDS = 3607  # serviceaccount.WarnOnlyBoundTokenExpirationSeconds
+
+
+def _should_automount(account: JSON, spec: JSON) -> bool:
+    """``shouldAutomount``: the pod's choice, else the ServiceAccount's, else true."""
+    if spec.get("automountServiceAccountToken") is not None:
+        return bool(spec["automountServiceAccountToken"])
+    if account.get("automountServiceAccountToken") is not None:
+        return bool(account["automountServiceAccountToken"])
+    return True
+
+
+def _mount_service_account_token(spec: JSON) -> None:
+    """``mountServiceAccountToken`` and ``TokenVolumeSource``: a ``kube-api-access-<random>``
+    projected volume (a bound token, the cluster's CA from the ``kube-root-ca.crt`` ConfigMap,
+    the namespace) mounted read-only at the default path in every init and regular container that
+    does not mount something there already; the volume is added only if some container needs it,
+    and a volume already named ``kube-api-access-*`` is reused."""
+    from .meta import generate_name
+
+    volumes = spec.get("volumes") or []
+    existing = next(
+        (v["name"] for v in volumes if str(v.get("name", "")).startswith(SERVICE_ACCOUNT_VOLUME_PREFIX)), None
+    )
+    name = existing or generate_name(SERVICE_ACCOUNT_VOLUME_PREFIX)
+    needs = False
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        mounts = c.setdefault("volumeMounts", [])
+        if any(m.get("mountPath") == SERVICE_ACCOUNT_MOUNT_PATH for m in mounts):
+            continue
+        mounts.append({"name": name, "readOnly": True, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH})
+        needs = True
+    if needs and existing is None:
+        spec["volumes"] = [
+            *volumes,
+            {
+                "name": name,
+                "projected": {
+                    "defaultMode": 0o644,
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+                                "path": "token",
+                            }
+                        },
+                        {
+                            "configMap": {
+                                "name": ROOT_CA_CONFIGMAP,
+                                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                            }
+                        },
+                        {
+                            "downwardAPI": {
+                                "items": [
+                                    {
+                                        "path": "namespace",
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                    }
+                                ]
+                            }
+                        },
+                    ],
+                },
+            },
+        ]
 
 
 def admit_update(api: APIServer, rt: ResourceType, obj: JSON, old: JSON) -> None:
@@ -911,6 +991,22 @@ def after_write(api: APIServer, rt: ResourceType, stored: JSON, old: JSON | None
         name = stored["metadata"]["name"]
         if api.store.peek("/serviceaccounts", name, "default") is None:
             api.create(sa_rt, name, {"metadata": {"name": "default", "namespace": name}})
+        # pkg/controller/certificates/rootcacertpublisher/publisher.go: every namespace gets the
+        # ConfigMap kube-root-ca.crt with the API server's CA (the token volume reads it).
+        if api.root_ca_pem and api.store.peek("/configmaps", name, ROOT_CA_CONFIGMAP) is None:
+            cm_rt = api.resource("", "v1", "configmaps")
+            api.create(
+                cm_rt,
+                name,
+                {
+                    "metadata": {
+                        "name": ROOT_CA_CONFIGMAP,
+                        "namespace": name,
+                        "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION},
+                    },
+                    "data": {"ca.crt": api.root_ca_pem},
+                },
+            )
 
 
 def _establish_crd(api: APIServer, rt: ResourceType, crd: JSON) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -279,9 +281,67 @@ def kubectl_binary() -> str:
     return "kubectl"
 
 
+class PortForward:
+    """A running ``kubectl port-forward ARGS`` against ``sim``; its stdout/stderr lines are collected.
+    ``local_ports`` waits for its "Forwarding from" lines; ``stop`` ends it."""
+
+    def __init__(self, sim: KubeSim, *args: str, env: dict[str, str] | None = None) -> None:
+        e = dict(
+            os.environ,
+            KUBECONFIG=str(sim.kubeconfig),
+            KUBECACHEDIR=str(sim.workdir / "kubecache"),
+            **(env or {}),
+        )
+        self.proc = subprocess.Popen(
+            [kubectl_binary(), "port-forward", *args],
+            env=e,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out: queue.Queue[str] = queue.Queue()
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
+            threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
+
+    def _pump(self, stream: Any, sink: list[str]) -> None:
+        for line in stream:
+            sink.append(line)
+            self.out.put(line)
+
+    def local_ports(self, n: int = 1, timeout: float = 20.0) -> list[int]:
+        """The local ports of the first ``n`` "Forwarding from 127.0.0.1:L -> R" lines."""
+        found: list[int] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.proc.poll() is not None and self.out.empty()):
+                raise AssertionError(f"kubectl port-forward did not start: {self.stdout} {self.stderr}")
+            try:
+                line = self.out.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            m = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)", line)
+            if m:
+                found.append(int(m.group(1)))
+        return found
+
+    def stop(self) -> tuple[int, str, str]:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        time.sleep(0.1)
+        return self.proc.returncode, "".join(self.stdout), "".join(self.stderr)
+
+
 def kubesim_fixture() -> Iterator[KubeSim]:
     with KubeSim() as sim:
         yield sim
 
 
-__all__ = ["Any", "KubeSim", "kubectl_binary"]
+__all__ = ["Any", "KubeSim", "PortForward", "kubectl_binary"]

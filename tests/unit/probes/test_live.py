@@ -178,10 +178,6 @@ def test_postgres_live(workdir: Path) -> None:
 # ---------------------------------------------------------------- Redis
 
 
-@pytest.mark.skipif(
-    shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
-    reason="redis-server/redis-cli not installed",
-)
 def free_port() -> int:
     """A TCP port nothing listens on now (the kernel's pick), rather than a fixed one that another
     test's server or a client's ephemeral port may hold."""
@@ -190,6 +186,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
+    reason="redis-server/redis-cli not installed",
+)
 def test_redis_live(workdir: Path) -> None:
     preset = PRESETS["Redis"]
     port0, port1 = free_port(), free_port()

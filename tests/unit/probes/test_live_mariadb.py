@@ -28,6 +28,8 @@ import pytest
 
 from clusterresync.probes import PRESETS, Reading, Thresholds, Verdict
 
+from .test_live import free_port
+
 MARIADBD = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin")
 AS_ROOT = os.geteuid() == 0
 
@@ -121,6 +123,15 @@ GRANT REPLICATION CLIENT ON *.* TO oldmonitor@localhost;
         assert done.returncode == 0, done.stderr[-2000:]
 
     def start(self, init_sql: str | None = None) -> None:
+        """Start, on another free port if this one was taken meanwhile (a port in the ephemeral
+        range may be any connection's source port)."""
+        for _ in range(3):
+            if self._start(init_sql):
+                return
+            self.port = free_port()
+        raise AssertionError(f"{self.name}: no free port after 3 tries")
+
+    def _start(self, init_sql: str | None) -> bool:
         argv = [
             str(MARIADBD),
             "--no-defaults",
@@ -163,12 +174,16 @@ GRANT REPLICATION CLIENT ON *.* TO oldmonitor@localhost;
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.workdir / f"{self.name}.log").read_text()[-3000:]
+            if self.proc.poll() is not None:
+                text = (self.workdir / f"{self.name}.log").read_text()
+                if "Address already in use" in text[-3000:]:
+                    return False
+                raise AssertionError(text[-3000:])
             if (
                 self.socket.exists()
                 and run(self.client("SELECT 1"), env={"MYSQL_PWD": PASSWORDS["root"]}).returncode == 0
             ):
-                return
+                return True
             time.sleep(0.2)
         raise AssertionError(
             f"{self.name} did not start: {(self.workdir / f'{self.name}.log').read_text()[-3000:]}"
@@ -208,10 +223,9 @@ def change_master(port: int) -> str:
 
 def test_mariadb_live(workdir: Path) -> None:
     preset = PRESETS["MariaDB"]
-    base = 33000 + os.getpid() % 3000
-    primary = Server(workdir, "db-0", 1, base)
-    replica = Server(workdir, "db-1", 2, base + 3000)
-    copy = Server(workdir, "db-2", 3, base + 6000)
+    primary = Server(workdir, "db-0", 1, free_port())
+    replica = Server(workdir, "db-1", 2, free_port())
+    copy = Server(workdir, "db-2", 3, free_port())
 
     def probe_run(server: Server, user: str = "monitor") -> subprocess.CompletedProcess[str]:
         assert preset.command is not None
