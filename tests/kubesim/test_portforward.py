@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import websocket
+from test_exec_logs import get_pod
 
 from kubesim import spdy
 from kubesim.testing import KubeSim, PortForward
@@ -68,12 +69,6 @@ def ns(kubesim: KubeSim) -> Iterator[str]:
     kubesim.kubectl("create", "namespace", name)
     yield name
     kubesim.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def get_pod(sim: KubeSim, ns: str, name: str) -> dict[str, Any]:
-    status, _, obj = sim.request("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
-    assert status == 200, obj
-    return obj  # type: ignore[no-any-return]
 
 
 def can_connect(ip: str, port: int) -> bool:

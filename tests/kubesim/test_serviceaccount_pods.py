@@ -60,6 +60,18 @@ def ended(k: KubeSim, ns: str, name: str) -> dict[str, Any]:
     )
 
 
+def refused(k: KubeSim, ns: str, name: str) -> dict[str, Any]:
+    """The container's ``waiting`` state once the kubelet has said why it cannot start it."""
+    st = wait_for(
+        lambda: (
+            (w := cstatus(pod(k, ns, name), "app").get("state", {}).get("waiting", {})).get("message") and w
+        ),
+        30,
+        f"{name}'s container refused",
+    )
+    return st  # type: ignore[no-any-return]
+
+
 # -- admission -------------------------------------------------------------------------------------
 def test_every_container_mounts_the_projected_token_volume(kubesim: KubeSim) -> None:
     ns = new_ns(kubesim)
@@ -285,18 +297,7 @@ def test_runasnonroot_cannot_verify_a_non_numeric_image_user(kubesim: KubeSim) -
         [{"name": "app", "image": NONNUMERIC, "securityContext": {"runAsNonRoot": True}}],
         annotations=PROCESS,
     )
-    st = wait_for(
-        lambda: (
-            (s := cstatus(pod(kubesim, ns, "named"), "app"))
-            .get("state", {})
-            .get("waiting", {})
-            .get("message")
-            and s
-        ),
-        30,
-        "the container refused",
-    )
-    waiting = st["state"]["waiting"]
+    waiting = refused(kubesim, ns, "named")
     assert waiting["reason"] == "CreateContainerConfigError"
     assert "image has non-numeric user (app), cannot verify user is non-root" in waiting["message"]
 
@@ -310,13 +311,6 @@ def test_an_unknown_image_without_command_does_not_start(kubesim: KubeSim) -> No
         [{"name": "app", "image": f"unknown/{uuid.uuid4().hex[:6]}:1"}],
         annotations=PROCESS,
     )
-    st = wait_for(
-        lambda: (
-            (s := cstatus(pod(kubesim, ns, "bare"), "app")).get("state", {}).get("waiting", {}).get("message")
-            and s
-        ),
-        30,
-        "the container refused",
-    )
-    assert st["state"]["waiting"]["reason"] == "CreateContainerError"
-    assert "has no command" in st["state"]["waiting"]["message"]
+    waiting = refused(kubesim, ns, "bare")
+    assert waiting["reason"] == "CreateContainerError"
+    assert "has no command" in waiting["message"]

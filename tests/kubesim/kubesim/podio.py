@@ -552,6 +552,30 @@ def _is_websocket(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").strip().lower() == "websocket" and _is_upgrade(request)
 
 
+def authorize_connect(
+    cluster: Cluster, request: web.Request, user: auth.UserInfo, ns: str, name: str, sub: str
+) -> None:
+    """The checks of a pod connect subresource (exec, attach, portforward) before its handler:
+    the methods it is served on (``subresources.go: upgradeableMethods``), and, for a GET (the
+    WebSocket handshake), ``create`` on it as well (AuthorizePodWebsocketUpgradeCreatePermission,
+    beta and on since 1.35), on top of the ``get`` the request was authorized for."""
+    if request.method not in ("GET", "POST"):
+        raise method_not_allowed("the server does not allow this method on the requested resource")
+    if request.method == "GET":
+        cluster.front.authorize(
+            auth.Attributes(
+                user=user,
+                verb="create",
+                namespace=ns,
+                api_version="v1",
+                resource="pods",
+                subresource=sub,
+                name=name,
+            ),
+            request,
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # The handlers
 # ---------------------------------------------------------------------------------------------
@@ -716,23 +740,7 @@ class PodIO:
     ) -> web.StreamResponse:
         """``handlers/rest.go: ConnectResource`` → ``ExecREST``/``AttachREST.Connect`` →
         ``UpgradeAwareHandler`` (or, for v5 WebSockets, the ``StreamTranslatorHandler``)."""
-        # subresources.go: upgradeableMethods
-        if request.method not in ("GET", "POST"):
-            raise method_not_allowed("the server does not allow this method on the requested resource")
-        if request.method == "GET":
-            # AuthorizePodWebsocketUpgradeCreatePermission (beta, on since 1.35): a connection
-            # opened with GET (the WebSocket handshake) must also be allowed to `create` it.
-            self.cluster.front.authorize(
-                auth.Attributes(
-                    user=user,
-                    verb="create",
-                    namespace=ns,
-                    api_version="v1",
-                    resource="pods",
-                    subresource=sub,
-                    name=name,
-                )
-            )
+        authorize_connect(self.cluster, request, user, ns, name, sub)
         q = request.query
         opts = StreamOptions(
             container=q.get("container", ""),

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import WSMsgType, web
 
 from . import auth, spdy
-from .errors import bad_request, method_not_allowed
+from .errors import bad_request
+from .podio import authorize_connect
 from .resources import ResourceType
 
 if TYPE_CHECKING:
@@ -710,24 +711,7 @@ class PortForward:
         self, request: web.Request, rt: ResourceType, ns: str, name: str, user: auth.UserInfo
     ) -> web.StreamResponse:
         """``handlers/rest.go: ConnectResource`` → ``PortForwardREST.Connect``."""
-        # subresources.go: upgradeableMethods
-        if request.method not in ("GET", "POST"):
-            raise method_not_allowed("the server does not allow this method on the requested resource")
-        if request.method == "GET":
-            # AuthorizePodWebsocketUpgradeCreatePermission (beta, on since 1.35): a connection
-            # opened with GET (the WebSocket handshake) must also be allowed to `create` it.
-            self.cluster.front.authorize(
-                auth.Attributes(
-                    user=user,
-                    verb="create",
-                    namespace=ns,
-                    api_version="v1",
-                    resource="pods",
-                    subresource="portforward",
-                    name=name,
-                ),
-                request,
-            )
+        authorize_connect(self.cluster, request, user, ns, name, "portforward")
         # PodPortForwardOptions.ports (meta/v1/conversion.go: Convert_Slice_string_To_Slice_int32);
         # a decoding error is a 400 (handlers/rest.go: getRequestOptions). The SPDY protocol
         # names its ports per stream, so the values are not used further.
