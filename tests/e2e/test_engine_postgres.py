@@ -12,18 +12,30 @@ as a standby, streams again, and ends up holding exactly the primary's rows.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kubesim.testing import KubeSim
+from kubesim.testing import KubeSim, PortForward
 
 from . import engine_common
 from .conftest import Operator, apply, wait_for
 from .engine_common import assert_forced_over_divergence, condition, guide_specs, stop_engine, verdicts
-from .engines import PG_BIN, PG_PROBE, PG_RESTORE_HOOK, PG_SCRIPT, PgWriter, pg_objects, pod_ip, sql
+from .engines import (
+    PG_BIN,
+    PG_PASSWORDS,
+    PG_PROBE,
+    PG_RESTORE_HOOK,
+    PG_SCRIPT,
+    PgWriter,
+    pg_objects,
+    pod_ip,
+    sql,
+)
 from .test_resync import get
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "engines" / "postgres.md"
@@ -159,6 +171,34 @@ def test_postgres_probe_guard_and_forced_resync_with_restore_hook(
         # The rows written while the resync ran reached pg-2 (by the copy or by streaming).
         during = f"SELECT count(*) FROM t WHERE id > {before}"
         assert sql(cluster, ns, "pg-2", during) == str(written)
+        # What a user sees from a workstation: kubectl port-forward to pg-2, psql on localhost.
+        forward = PortForward(cluster, "-n", ns, "pod/pg-2", ":5432")
+        try:
+            (local,) = forward.local_ports()
+            seen = subprocess.run(
+                [
+                    "psql",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(local),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-XAtq",
+                    "-c",
+                    rows,
+                ],
+                env=dict(os.environ, PGPASSWORD=PG_PASSWORDS["postgres"]),
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        finally:
+            forward.stop()
+        assert (seen.returncode, seen.stdout.strip()) == (0, primary_rows), seen.stderr
         # The promoted history is gone from pg-2 (its old volume is kept by oldVolumes: Retain).
         assert sql(cluster, ns, "pg-2", "SELECT to_regclass('errant') IS NULL") == "t"
         replica = next(r for r in out["status"]["replicas"] if r["name"] == "pg-2")
