@@ -119,6 +119,11 @@ def make_image_venv(where: Path) -> Path:
     """A virtualenv on a python uid 65532 may run, seeing this checkout's installed packages (the
     test venv's site-packages, whose .pth files carry the editable install), with the console
     script the wheel would install."""
+    for needed in (Path(sysconfig.get_paths()["purelib"]), ROOT / "operator"):
+        assert others_may_run(needed), (
+            f"{needed} is not reachable by uid {UID} (a parent directory lacks o+x): the chart's pod "
+            "runs this checkout's operator as that uid; clone it where any user may read it"
+        )
     venv = where / "clusterresync"
     subprocess.run([str(base_python()), "-m", "venv", "--without-pip", str(venv)], check=True)
     purelib = Path(sysconfig.get_paths()["purelib"])

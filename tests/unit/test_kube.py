@@ -762,6 +762,15 @@ def cluster_db(kube: Kube, ns: str) -> dict[str, Any]:
             "metadata"
         ]["uid"]  # type: ignore[index]
         uids[f"pod{i}"] = kube.create(pod_ref(ns, f"db-{i}"), _pod(f"db-{i}"))["metadata"]["uid"]  # type: ignore[index]
+
+    def ready(pod: str) -> bool:
+        got = kube.get(pod_ref(ns, pod)) or {}
+        conds = (got.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+    # Settled: the scheduler and the kubelet have written what they write about a new pod, so
+    # that any later change of the pods is the test's doing.
+    wait_for(lambda: ready("db-0") and ready("db-1"), what="db-0 and db-1 Ready")
     return {"ns": ns, **names, "uids": uids}
 
 
