@@ -20,7 +20,7 @@ import websocket
 from kubesim.testing import KubeSim, kubectl_binary
 
 _ids = itertools.count(1)
-TIMEOUT = 15.0
+TIMEOUT = 20.0
 
 
 def wait_for(what: str, fn: Callable[[], Any], timeout: float = TIMEOUT) -> Any:

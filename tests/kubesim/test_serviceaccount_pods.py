@@ -176,7 +176,8 @@ IN_CLUSTER = textwrap.dedent(
 )
 
 
-def run_in_cluster(kubesim: KubeSim, ns: str, name: str, **spec: Any) -> dict[str, Any]:
+def in_cluster_pod(kubesim: KubeSim, ns: str, name: str, **spec: Any) -> tuple[dict[str, Any], str]:
+    """A process pod running ``IN_CLUSTER`` to its end: the pod and its output."""
     create_pod(
         kubesim,
         ns,
@@ -186,8 +187,11 @@ def run_in_cluster(kubesim: KubeSim, ns: str, name: str, **spec: Any) -> dict[st
         restartPolicy="Never",
         **spec,
     )
-    p = ended(kubesim, ns, name)
-    text = log_text(kubesim, ns, name, "app")
+    return ended(kubesim, ns, name), log_text(kubesim, ns, name, "app")
+
+
+def run_in_cluster(kubesim: KubeSim, ns: str, name: str, **spec: Any) -> dict[str, Any]:
+    p, text = in_cluster_pod(kubesim, ns, name, **spec)
     assert p["status"]["phase"] == "Succeeded", (cstatus(p, "app"), text)
     out: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
     return out
@@ -242,19 +246,9 @@ def test_in_cluster_client_is_its_service_account(kubesim: KubeSim) -> None:
 
 def test_without_a_token_the_in_cluster_client_cannot_start(kubesim: KubeSim) -> None:
     ns = new_ns(kubesim)
-    name = "no-token"
-    create_pod(
-        kubesim,
-        ns,
-        name,
-        [{"name": "app", "command": [sys.executable, "-c", IN_CLUSTER]}],
-        annotations=PROCESS,
-        restartPolicy="Never",
-        automountServiceAccountToken=False,
-    )
-    p = ended(kubesim, ns, name)
+    p, text = in_cluster_pod(kubesim, ns, "no-token", automountServiceAccountToken=False)
     assert p["status"]["phase"] == "Failed"
-    assert "Service token file does not exist" in log_text(kubesim, ns, name, "app")
+    assert "Service token file does not exist" in text
 
 
 # -- the image's config ----------------------------------------------------------------------------

@@ -539,7 +539,7 @@ def _requested_protocols(request: web.Request) -> list[str]:
     return out
 
 
-def _is_upgrade(request: web.Request) -> bool:
+def is_upgrade(request: web.Request) -> bool:
     """``httpstream.IsUpgradeRequest``: a Connection header with the ``upgrade`` token."""
     for value in request.headers.getall("Connection", []):
         if any(tok.strip().lower() == "upgrade" for tok in value.split(",")):
@@ -547,9 +547,9 @@ def _is_upgrade(request: web.Request) -> bool:
     return False
 
 
-def _is_websocket(request: web.Request) -> bool:
+def is_websocket(request: web.Request) -> bool:
     """``wsstream.IsWebSocketRequest``."""
-    return request.headers.get("Upgrade", "").strip().lower() == "websocket" and _is_upgrade(request)
+    return request.headers.get("Upgrade", "").strip().lower() == "websocket" and is_upgrade(request)
 
 
 def authorize_connect(
@@ -758,8 +758,8 @@ class PodIO:
             raise bad_request(TTY_REFUSAL.format(sub=sub))
         if sub == "attach" and opts.stdin:
             raise bad_request(STDIN_ATTACH_REFUSAL)
-        websocket = _is_websocket(request)
-        if not _is_upgrade(request):
+        websocket = is_websocket(request)
+        if not is_upgrade(request):
             # genericrest.UpgradeAwareProxyHandler with UpgradeRequired
             raise bad_request("Upgrade request required")
         requested = _requested_protocols(request) if websocket else []

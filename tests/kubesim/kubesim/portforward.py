@@ -40,7 +40,7 @@ from aiohttp import WSMsgType, web
 
 from . import auth, spdy
 from .errors import bad_request
-from .podio import authorize_connect
+from .podio import authorize_connect, is_upgrade, is_websocket
 from .resources import ResourceType
 
 if TYPE_CHECKING:
@@ -116,19 +116,6 @@ def _http_error(status: int, text: str, headers: dict[str, str] | None = None) -
     return web.Response(
         status=status, text=text + "\n", content_type="text/plain", charset="utf-8", headers=h
     )
-
-
-def _is_upgrade(request: web.Request) -> bool:
-    """``httpstream.IsUpgradeRequest``: a Connection header with the ``upgrade`` token."""
-    for value in request.headers.getall("Connection", []):
-        if any(tok.strip().lower() == "upgrade" for tok in value.split(",")):
-            return True
-    return False
-
-
-def _is_websocket(request: web.Request) -> bool:
-    """``wsstream.IsWebSocketRequest``."""
-    return request.headers.get("Upgrade", "").strip().lower() == "websocket" and _is_upgrade(request)
 
 
 def _websocket_protocols(request: web.Request) -> list[str]:
@@ -725,12 +712,12 @@ class PortForward:
         pod = self.cluster.api.get(rt, ns, name)  # 404 pods "x" not found
         if not (pod.get("spec") or {}).get("nodeName"):
             raise bad_request(f"pod {name} does not have a host assigned")  # PortForwardLocation
-        websocket = _is_websocket(request)
+        websocket = is_websocket(request)
         # TranslatingHandler(..., wsstream.IsWebSocketRequestWithTunnelingProtocol)
         tunneling = websocket and any(_is_tunneling_protocol(p) for p in _websocket_protocols(request))
         if tunneling:
             return await self._tunnel(request, pod, ns, name)
-        if not _is_upgrade(request):
+        if not is_upgrade(request):
             # newThrottledUpgradeAwareProxyHandler(..., upgradeRequired=true)
             raise bad_request("Upgrade request required")
         if websocket:
