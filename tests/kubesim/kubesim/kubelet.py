@@ -28,7 +28,9 @@ For each pod bound to a kubesim node the kubelet does what ``Kubelet.SyncPod`` d
 How containers run: by default a container runs no process (it is "running" until the pod is
 deleted or crashed by a fault). Pods owned by a Job, labelled ``batch.kubernetes.io/job-name``,
 or annotated ``kubesim.io/process: "true"`` run each container's command as a host process in
-a private mount namespace (see ``runtime.py``). The image is ignored.
+a private mount namespace (see ``runtime.py``). No image is pulled: the host's files are the
+container's, and an image registered in ``ClusterConfig.images`` contributes only its OCI config
+(entrypoint, cmd, env, user, working directory), as containerd applies it.
 """
 
 from __future__ import annotations
