@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import websocket
-from test_exec_logs import get_pod, wait_for
+from test_exec_logs import get_pod, wait_for, ws_connect
 
 from kubesim import spdy
 from kubesim.testing import KubeSim, PortForward
@@ -382,17 +382,8 @@ def test_forbidden_without_create_on_pods_portforward(
 
 def handshake(sim: KubeSim, path: str, protocols: list[str]) -> tuple[int, str]:
     """Open a WebSocket; returns (status, body) of a refused handshake, or (101, protocol)."""
-    assert sim.cluster is not None
-    ca = sim.workdir / "ca.pem"
-    if not ca.exists():
-        ca.write_bytes(sim.cluster.certs.ca_pem)
-    header = [f"Authorization: Bearer {sim.cluster.tokens.admin_token()}"]
-    ws = websocket.WebSocket(sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": str(ca)})
-    ws.settimeout(TIMEOUT)
     try:
-        ws.connect(  # type: ignore[no-untyped-call]
-            "wss" + sim.server[len("https") :] + path, header=header, subprotocols=protocols
-        )
+        ws = ws_connect(sim, path, protocols)
     except websocket.WebSocketBadStatusException as e:
         body = e.resp_body.decode() if isinstance(e.resp_body, bytes) else str(e.resp_body)
         return int(e.status_code), body
@@ -573,16 +564,8 @@ class TunnelClient:
     """A minimal spdystream client: SPDY frames in WebSocket binary messages."""
 
     def __init__(self, sim: KubeSim, ns: str, pod: str) -> None:
-        assert sim.cluster is not None
-        ca = sim.workdir / "ca.pem"
-        if not ca.exists():
-            ca.write_bytes(sim.cluster.certs.ca_pem)
-        self.ws = websocket.WebSocket(sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": str(ca)})
-        self.ws.settimeout(TIMEOUT)
-        self.ws.connect(  # type: ignore[no-untyped-call]
-            "wss" + sim.server[len("https") :] + f"/api/v1/namespaces/{ns}/pods/{pod}/portforward",
-            header=[f"Authorization: Bearer {sim.cluster.tokens.admin_token()}"],
-            subprotocols=["SPDY/3.1+portforward.k8s.io"],
+        self.ws = ws_connect(
+            sim, f"/api/v1/namespaces/{ns}/pods/{pod}/portforward", ["SPDY/3.1+portforward.k8s.io"]
         )
         self.framer = spdy.Framer()
         self.pending: list[spdy.Frame] = []

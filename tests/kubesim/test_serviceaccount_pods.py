@@ -27,6 +27,7 @@ from kubesim.testing import KubeSim, wait_for
 MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 IMAGE = "registry.example/tools/show:1.0"
 NONNUMERIC = "registry.example/tools/named-user:1.0"
+ROOT = "registry.example/tools/root:1.0"
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,9 @@ def kubesim() -> Any:
             entrypoint=("/bin/sh", "-c", 'echo "$*" "$FROM_IMAGE"', "sh"),
             cmd=("from-cmd",),
             env=("FROM_IMAGE=image", "PATH=/usr/bin:/bin"),
-            user="4242",
+            user="4242:4343",
         ),
+        ROOT: ImageConfig(entrypoint=("/bin/true",), user="0"),
         NONNUMERIC: ImageConfig(entrypoint=("/bin/true",), user="app"),
     }
     with KubeSim(config=ClusterConfig(images=images)) as sim:
@@ -258,7 +260,7 @@ def test_a_container_without_command_runs_the_images_entrypoint(kubesim: KubeSim
         "cmd": {},  # Entrypoint + Cmd
         "args": {"args": ["a1", "a2"]},  # Entrypoint + the container's args
         "env": {"env": [{"name": "FROM_IMAGE", "value": "container"}]},  # the container's env wins
-        "command": {"command": ["id", "-u"]},  # no image part but its User and Env (PATH)
+        "command": {"command": ["sh", "-c", "echo $(id -u):$(id -g)"]},  # only the image's User and Env
     }
     for name, extra in cases.items():
         create_pod(
@@ -278,7 +280,7 @@ def test_a_container_without_command_runs_the_images_entrypoint(kubesim: KubeSim
         "cmd": "from-cmd image",
         "args": "a1 a2 image",
         "env": "from-cmd container",
-        "command": "4242",  # the image's User, no runAsUser given
+        "command": "4242:4343",  # the image's user and group, no runAsUser/runAsGroup given
     }
 
 
@@ -308,3 +310,17 @@ def test_an_unknown_image_without_command_does_not_start(kubesim: KubeSim) -> No
     waiting = refused(kubesim, ns, "bare")
     assert waiting["reason"] == "CreateContainerError"
     assert "has no command" in waiting["message"]
+
+
+def test_runasnonroot_refuses_an_image_that_runs_as_root(kubesim: KubeSim) -> None:
+    ns = new_ns(kubesim)
+    create_pod(
+        kubesim,
+        ns,
+        "root",
+        [{"name": "app", "image": ROOT, "securityContext": {"runAsNonRoot": True}}],
+        annotations=PROCESS,
+    )
+    waiting = refused(kubesim, ns, "root")
+    assert waiting["reason"] == "CreateContainerConfigError"
+    assert waiting["message"].startswith("container has runAsNonRoot and image will run as root"), waiting

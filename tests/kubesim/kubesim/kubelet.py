@@ -1032,9 +1032,12 @@ class Kubelet(Controller):
             args = args or list(image.cmd)
         argv = command + args
         uid = csc.get("runAsUser", psc.get("runAsUser"))
-        if uid is None and image is not None and image.user:
+        image_user = uid is None and image is not None and bool(image.user)
+        image_gid: int | None = None
+        if image_user:
+            assert image is not None
             # kuberuntime_container.go: getImageUser; a non-numeric user cannot be verified.
-            user = image.user.split(":", 1)[0]
+            user, _, group = image.user.partition(":")
             if not user.isdigit():
                 if csc.get("runAsNonRoot", psc.get("runAsNonRoot")):
                     raise ConfigError(
@@ -1046,13 +1049,15 @@ class Kubelet(Controller):
                     "CreateContainerError",
                 )
             uid = int(user)
+            # containerd (WithUser): the image's "uid:gid" group when runAsGroup is not set.
+            image_gid = int(group) if group.isdigit() else None
         gid = csc.get("runAsGroup", psc.get("runAsGroup"))
         eff_uid = int(uid) if uid is not None else 0
         if gid is None:
-            gid = runtime.primary_gid(eff_uid)
+            gid = image_gid if image_gid is not None else runtime.primary_gid(eff_uid)
         if csc.get("runAsNonRoot", psc.get("runAsNonRoot")) and eff_uid == 0:
             # kuberuntime_container_linux.go / security_context_others: verifyRunAsNonRoot
-            if uid is None:
+            if uid is None or image_user:
                 msg = f'container has runAsNonRoot and image will run as root (pod: "{_format_pod(pod)}", container: {c.name})'
             else:
                 msg = f'container\'s runAsUser breaks non-root policy (pod: "{_format_pod(pod)}", container: {c.name})'

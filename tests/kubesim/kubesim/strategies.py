@@ -13,7 +13,7 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from .errors import Cause, StatusError, field_error, forbidden, not_found
-from .meta import is_dns1123_label, parse_time
+from .meta import generate_name, is_dns1123_label, parse_time
 from .resources import ResourceType
 from .selectors import labels_match, selector_from_label_selector
 from .store import JSON, deep_copy
@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from .apiserver import APIServer
 
 _service_ips = itertools.count(1)
+
+# plugin/pkg/admission/serviceaccount/admission.go: the projected token volume every pod gets.
+SERVICE_ACCOUNT_VOLUME_PREFIX = "kube-api-access-"  # ServiceAccountVolumeName + "-"
+SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"  # DefaultAPITokenMountPath
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"  # pkg/controller/certificates/rootcacertpublisher
+ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal "
+    "endpoints such as the internal service IP or kubernetes.default.svc. No other usage is "
+    "guaranteed across distributions of Kubernetes clusters."
+)
+TOKEN_EXPIRATION_SECONDS = 3607  # serviceaccount.WarnOnlyBoundTokenExpirationSeconds
 
 
 # -- defaulting ------------------------------------------------------------------------------
@@ -882,18 +893,6 @@ def admit_create(api: APIServer, rt: ResourceType, obj: JSON) -> None:
             fins.append("kubernetes.io/pv-protection")
 
 
-# plugin/pkg/admission/serviceaccount/admission.go: the projected token volume every pod gets.
-SERVICE_ACCOUNT_VOLUME_PREFIX = "kube-api-access-"  # ServiceAccountVolumeName + "-"
-SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"  # DefaultAPITokenMountPath
-ROOT_CA_CONFIGMAP = "kube-root-ca.crt"  # pkg/controller/certificates/rootcacertpublisher
-ROOT_CA_DESCRIPTION = (
-    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal "
-    "endpoints such as the internal service IP or kubernetes.default.svc. No other usage is "
-    "guaranteed across distributions of Kubernetes clusters."
-)
-TOKEN_EXPIRATION_SECONDS = 3607  # serviceaccount.WarnOnlyBoundTokenExpirationSeconds
-
-
 def _should_automount(account: JSON, spec: JSON) -> bool:
     """``shouldAutomount``: the pod's choice, else the ServiceAccount's, else true."""
     if spec.get("automountServiceAccountToken") is not None:
@@ -909,8 +908,6 @@ def _mount_service_account_token(spec: JSON) -> None:
     the namespace) mounted read-only at the default path in every init and regular container that
     does not mount something there already; the volume is added only if some container needs it,
     and a volume already named ``kube-api-access-*`` is reused."""
-    from .meta import generate_name
-
     volumes = spec.get("volumes") or []
     existing = next(
         (v["name"] for v in volumes if str(v.get("name", "")).startswith(SERVICE_ACCOUNT_VOLUME_PREFIX)), None

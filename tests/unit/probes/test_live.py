@@ -34,19 +34,21 @@ AS_ROOT = os.geteuid() == 0
 PASSWORD = "live-pw-4b1d"
 
 
-def as_user(argv: list[str]) -> list[str]:
-    return ["runuser", "-u", "nobody", "--", *argv] if AS_ROOT else argv
-
-
 def sh(
-    argv: list[str], *, stdin: str | None = None, env: dict[str, str] | None = None
+    argv: list[str],
+    *,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    user: str | None = "nobody" if AS_ROOT else None,
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
+    """``argv`` run as ``user`` (through runuser; the servers refuse root), its output captured."""
     return subprocess.run(
-        as_user(argv),
+        ["runuser", "-u", user, "--", *argv] if user else argv,
         capture_output=True,
         text=True,
         input=stdin,
-        timeout=60,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
         check=False,
     )

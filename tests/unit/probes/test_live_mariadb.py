@@ -28,7 +28,7 @@ import pytest
 
 from clusterresync.probes import PRESETS, Reading, Thresholds, Verdict
 
-from .test_live import free_port
+from .test_live import free_port, sh
 
 MARIADBD = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin")
 AS_ROOT = os.geteuid() == 0
@@ -57,22 +57,10 @@ pytestmark = [
 ]
 
 
-def as_user(argv: list[str]) -> list[str]:
-    return ["runuser", "-u", USER, "--", *argv] if USER else argv
-
-
 def run(
     argv: list[str], *, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        as_user(argv),
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
+    return sh(argv, stdin=stdin, env=env, user=USER, timeout=120)
 
 
 @pytest.fixture
