@@ -124,6 +124,17 @@ def give_kopf_the_identity(identity: str, environ: MutableMapping[str, str] = os
     environ.setdefault("POD_ID", identity)
 
 
+def kopf_run_args(args: list[str], json_logs: bool) -> list[str]:
+    """Kopf's ``run`` arguments: every namespace unless some are named, and, with JSON logs,
+    Kopf's own lines as JSON too (one object per line) unless a ``--log-format`` is given."""
+    out = list(args)
+    if not any(a in ("-A", "--all-namespaces") or a.startswith(("-n", "--namespace")) for a in out):
+        out.insert(0, "--all-namespaces")
+    if json_logs and not any(a.startswith("--log-format") for a in out):
+        out.insert(0, "--log-format=json")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -138,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics.configure(address, port)
     notify.configure(smtp, retry)
     cache.configure(served_namespaces(args))
-    if not any(a in ("-A", "--all-namespaces") or a.startswith(("-n", "--namespace")) for a in args):
-        args.insert(0, "--all-namespaces")
-    if logs.json_wanted() and not any(a.startswith("--log-format") for a in args):
-        args.insert(0, "--log-format=json")  # Kopf's own lines as JSON too, one object per line
+    args = kopf_run_args(args, json_logs=logs.json_wanted())
     from kopf.cli import main as kopf_main
 
     try:

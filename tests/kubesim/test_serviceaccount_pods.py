@@ -324,3 +324,23 @@ def test_runasnonroot_refuses_an_image_that_runs_as_root(kubesim: KubeSim) -> No
     waiting = refused(kubesim, ns, "root")
     assert waiting["reason"] == "CreateContainerConfigError"
     assert waiting["message"].startswith("container has runAsNonRoot and image will run as root"), waiting
+
+
+def test_a_non_numeric_image_user_cannot_run_here(kubesim: KubeSim) -> None:
+    """Without runAsNonRoot upstream resolves the name in the image's /etc/passwd; kubesim has no
+    image filesystem, so it refuses rather than guess a uid."""
+    ns = new_ns(kubesim)
+    create_pod(kubesim, ns, "named", [{"name": "app", "image": NONNUMERIC}], annotations=PROCESS)
+    waiting = refused(kubesim, ns, "named")
+    assert waiting["reason"] == "CreateContainerError"
+    assert "has the non-numeric user app: kubesim runs processes by uid only" in waiting["message"]
+
+
+def test_a_token_volume_already_in_the_spec_is_reused(kubesim: KubeSim) -> None:
+    ns = new_ns(kubesim)
+    mine = {"name": "kube-api-access-mine1", "emptyDir": {}}
+    p = create_pod(kubesim, ns, "p", [{"name": "app"}], volumes=[mine])
+    assert token_volumes(p) == [mine]
+    assert mounts_at_default_path(p["spec"]["containers"][0]) == [
+        {"name": "kube-api-access-mine1", "readOnly": True, "mountPath": MOUNT}
+    ]

@@ -719,3 +719,18 @@ def test_kopf_is_given_the_lease_identity_and_never_looks_the_user_up(
     assert peering.detect_own_id(manual=False) == "op-7f9c-abc12"
     cli.give_kopf_the_identity("other", env)  # a POD_ID set by the user is kept
     assert env["POD_ID"] == "op-7f9c-abc12"
+
+
+@pytest.mark.parametrize(
+    ("args", "json_logs", "expected"),
+    [
+        ([], True, ["--log-format=json", "--all-namespaces"]),
+        ([], False, ["--all-namespaces"]),
+        (["-n", "a", "--namespace=b"], True, ["--log-format=json", "-n", "a", "--namespace=b"]),
+        (["--log-format=plain", "-A"], True, ["--log-format=plain", "-A"]),  # the user's choice stays
+    ],
+)
+def test_kopf_run_args(args: list[str], json_logs: bool, expected: list[str]) -> None:
+    from clusterresync import cli
+
+    assert cli.kopf_run_args(args, json_logs) == expected
